@@ -1,0 +1,69 @@
+"""What the machine has, as plain dataclasses that serialise to the `quantdesk hardware` JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    name: str
+    physical_cores: int | None
+    logical_cores: int | None
+    features: list[str]  # SIMD features llama.cpp can use, in llama.cpp's own spelling
+    architecture: str = ""
+
+
+@dataclass(frozen=True)
+class RamInfo:
+    total_bytes: int
+    available_bytes: int
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    vendor: str  # nvidia | amd | apple | intel | other
+    backend: str  # the llama.cpp backend that drives it: CUDA, ROCm, Metal, Vulkan, SYCL
+    vram_total_bytes: int | None
+    vram_free_bytes: int | None
+    unified_memory: bool
+    source: str = ""  # where the numbers come from (NVML, sysfs, sysctl, llama.cpp)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LlamaDevice:
+    name: str
+    description: str
+    type: str  # cpu | gpu | igpu | accel
+    memory_total_bytes: int | None
+    memory_free_bytes: int | None
+
+
+@dataclass(frozen=True)
+class LlamaCppInfo:
+    installed: bool
+    version: str | None  # llama-cpp-python's version
+    ggml_version: str | None
+    backends: list[str]  # backend libraries present in this build (CPU, CUDA, Metal, …)
+    gpu_offload_supported: bool
+    devices: list[LlamaDevice]
+    system_info: str = ""  # llama_print_system_info(): the CPU features this build uses
+    error: str = ""  # why the build could not be probed, if it could not
+    gpu_build_command: str = ""  # how to get a build that offloads to the GPUs found here
+    gpu_build_hint: str = ""
+    gpu_build_commands: dict[str, str] = field(default_factory=dict)  # backend -> command
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    cpu: CpuInfo
+    ram: RamInfo
+    gpus: list[GpuInfo]
+    llama_cpp: LlamaCppInfo
+    os: str = ""
+    notes: list[str] = field(default_factory=list)  # probes that failed, and why
+
+    def to_dict(self) -> dict:
+        return asdict(self)
