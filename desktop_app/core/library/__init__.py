@@ -1,0 +1,24 @@
+"""The local model library: scanning folders, the HF cache and the starter model."""
+
+from desktop_app.core.library.cache import LibraryCache
+from desktop_app.core.library.scanner import (
+    LibraryEntry,
+    ScanProgress,
+    ScanResult,
+    hf_hub_cache_dir,
+    iter_scan,
+    scan_library,
+)
+from desktop_app.core.library.starter import StarterModel, find_starter_model
+
+__all__ = [
+    "LibraryCache",
+    "LibraryEntry",
+    "ScanProgress",
+    "ScanResult",
+    "StarterModel",
+    "find_starter_model",
+    "hf_hub_cache_dir",
+    "iter_scan",
+    "scan_library",
+]

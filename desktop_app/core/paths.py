@@ -1,0 +1,71 @@
+"""Where QuantDesk keeps things: the platform's standard folders, or all under QUANTDESK_DATA_DIR.
+
+Read the environment at call time (not import time) so tests and portable installs can move
+everything by setting one variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "QuantDesk"
+DATA_DIR_ENV = "QUANTDESK_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    config_dir: Path  # settings.json (user choices)
+    data_dir: Path  # library data, conversations (SQLite)
+    cache_dir: Path  # parsed-header cache, probes; safe to delete
+    state_dir: Path  # window geometry, last page
+    log_dir: Path
+    portable: bool  # True when QUANTDESK_DATA_DIR decided
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.ini"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "quantdesk.log"
+
+    @property
+    def library_cache_file(self) -> Path:
+        return self.cache_dir / "library-cache.json"
+
+    def ensure(self) -> AppPaths:
+        for p in (self.config_dir, self.data_dir, self.cache_dir, self.state_dir, self.log_dir):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def app_paths() -> AppPaths:
+    """The folders for this run; nothing is created until :meth:`AppPaths.ensure`."""
+    root = os.environ.get(DATA_DIR_ENV)
+    if root:
+        base = Path(root).expanduser().resolve()
+        return AppPaths(
+            config_dir=base / "config",
+            data_dir=base / "data",
+            cache_dir=base / "cache",
+            state_dir=base / "state",
+            log_dir=base / "logs",
+            portable=True,
+        )
+    import platformdirs
+
+    dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+    return AppPaths(
+        config_dir=Path(dirs.user_config_dir),
+        data_dir=Path(dirs.user_data_dir),
+        cache_dir=Path(dirs.user_cache_dir),
+        state_dir=Path(dirs.user_state_dir),
+        log_dir=Path(dirs.user_log_dir),
+        portable=False,
+    )
