@@ -1,0 +1,193 @@
+"""The `quantdesk` command: the window by default, and a sub-command per core capability.
+
+Every sub-command takes ``--json`` and then prints exactly one JSON object on stdout; logs and
+messages go to stderr. Imports are deferred into each command so that ``--version`` and
+``hardware`` never pay for Qt, llama.cpp or evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from desktop_app import __version__
+from desktop_app.core.units import format_bytes, format_memory, format_params
+
+
+def _emit(obj: dict) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from desktop_app.core.hardware import detect_hardware
+
+    hw = detect_hardware()
+    if args.json:
+        _emit(hw.to_dict())
+        return 0
+    c = hw.cpu
+    print(f"CPU     {c.name} — {c.physical_cores} cores, {c.logical_cores} threads ({c.architecture})")
+    print(f"        features: {' '.join(c.features) or 'unknown'}")
+    print(f"RAM     {format_memory(hw.ram.total_bytes)} total, {format_memory(hw.ram.available_bytes)} available")
+    if not hw.gpus:
+        print("GPU     none found")
+    for g in hw.gpus:
+        mem = "unified memory" if g.unified_memory else "dedicated VRAM"
+        print(
+            f"GPU     {g.name} ({g.vendor}, {g.backend}) — {format_memory(g.vram_total_bytes)} total, "
+            f"{format_memory(g.vram_free_bytes)} free, {mem} [{g.source}]"
+        )
+    ll = hw.llama_cpp
+    if ll.installed:
+        print(
+            f"llama.cpp  llama-cpp-python {ll.version} (ggml {ll.ggml_version or '?'}), "
+            f"backends: {', '.join(ll.backends) or '?'}"
+        )
+        print(f"           GPU offload: {'yes' if ll.gpu_offload_supported else 'no'}")
+        for d in ll.devices:
+            print(f"           device {d.name}: {d.description} ({d.type})")
+    if ll.error:
+        print(f"           problem: {ll.error}")
+    if ll.gpu_build_command:
+        print(f"           To use your GPU: {ll.gpu_build_command}")
+    elif ll.gpu_build_hint and not ll.gpu_offload_supported:
+        print(f"           {ll.gpu_build_hint}")
+    for note in hw.notes:
+        if note != ll.error:
+            print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from desktop_app.core.library import LibraryCache, scan_library
+    from desktop_app.core.settings import SettingsStore
+
+    store = SettingsStore()
+    settings = store.load()
+    if store.problem:
+        print(store.problem, file=sys.stderr)
+    for folder in args.folder or []:
+        settings.add_folder(folder)
+    result = scan_library(settings, cache=LibraryCache.load())
+    if args.json:
+        _emit(
+            {
+                "models": [_entry_json(e) for e in result.models],
+                "unreadable": [
+                    {"path": e.id, "paths": e.paths, "source": e.source, "reason": e.error} for e in result.problems
+                ],
+                "folder_problems": result.folder_problems,
+                "notices": result.notices,
+                "elapsed_s": round(result.elapsed_s, 4),
+            }
+        )
+        return 0
+    if not result.models:
+        print("No GGUF models found. Add a folder with: quantdesk models --folder DIR")
+    for e in result.models:
+        i = e.info
+        print(
+            f"{i.name:<40} {i.architecture:<10} {format_params(i.n_params):>7} {i.quant:<8} "
+            f"{format_bytes(e.file_bytes):>10} ctx {i.context_length or '?':<7} {e.source_label}"
+        )
+    for e in result.problems:
+        print(f"UNREADABLE {e.id}: {e.error}")
+    for line in result.folder_problems + result.notices:
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _entry_json(e) -> dict:
+    i = e.info
+    return {
+        "path": e.id,
+        "paths": e.paths,
+        "name": i.name,
+        "title": i.title,
+        "source": e.source,
+        "repo_id": e.repo_id,
+        "kind": i.kind,
+        "architecture": i.architecture,
+        "n_params": i.n_params,
+        "quant": i.quant,
+        "file_bytes": e.file_bytes,
+        "shards": i.n_shards,
+        "context_length": i.context_length,
+        "n_layers": i.n_layers,
+        "bits_per_weight": round(i.bits_per_weight, 4),
+        "tensor_types": {t.type_name: t.count for t in i.tensor_mix},
+    }
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from desktop_app.ui.app import run_gui
+    except ImportError as exc:
+        print(
+            f"The window needs PySide6, which failed to import ({exc}). "
+            f"Install it with: {sys.executable} -m pip install PySide6-Essentials",
+            file=sys.stderr,
+        )
+        return 1
+    return run_gui(screenshots_dir=getattr(args, "screenshots", None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantdesk",
+        description="Pick a quantized LLM that fits this machine, chat with it, compare quants. "
+        "With no command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"quantdesk {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the window (the default)")
+    p.add_argument("--screenshots", metavar="DIR", help="render every page to DIR/<page>.png and exit")
+    p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("hardware", help="what this machine has and what llama.cpp can use")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_hardware)
+
+    p = sub.add_parser("models", help="the GGUF models in the library")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--folder",
+        action="append",
+        metavar="DIR",
+        help="also scan DIR this time (repeatable; use the app to add it for good)",
+    )
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from desktop_app.core.logs import setup_logging
+
+    try:
+        setup_logging(verbose=args.verbose)
+    except OSError as exc:
+        print(f"warning: cannot write the log file ({exc})", file=sys.stderr)
+    if args.command is None:
+        return cmd_gui(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def gui_main() -> int:
+    """Entry point of the GUI script (no console window on Windows)."""
+    return main(["gui"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Start the window; or, with ``--screenshots DIR``, render every page with real content and exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from desktop_app import __version__
+from desktop_app.resources import resource_path
+from desktop_app.ui.context import AppContext
+from desktop_app.ui.main_window import PAGE_KEYS, MainWindow
+from desktop_app.ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+SCREENSHOT_SIZE = (1280, 800)
+SCREENSHOT_TIMEOUT_MS = 60_000
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("QuantDesk")
+    app.setOrganizationName("QuantDesk")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("quantdesk")
+    icon = resource_path("icons/quantdesk.svg")
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+class ScreenshotRunner(QObject):
+    """Waits for the hardware and the library, then grabs each page to DIR/<page>.png and quits."""
+
+    def __init__(self, window: MainWindow, out_dir: Path) -> None:
+        super().__init__(window)
+        self.window = window
+        self.out_dir = out_dir
+        self.written: list[Path] = []
+        self.failed = ""
+        self._hw = window.ctx.hardware is not None
+        self._lib = False
+        window.ctx.hardware_changed.connect(self._hardware_ready)
+        window.ctx.hardware_failed.connect(self._hardware_ready)
+        window.ctx.scan_finished.connect(self._library_ready)
+        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, self._timeout)
+
+    def _hardware_ready(self, *_args) -> None:
+        self._hw = True
+        self._maybe_go()
+
+    def _library_ready(self, *_args) -> None:
+        self._lib = True
+        self._maybe_go()
+
+    def _maybe_go(self) -> None:
+        if not (self._hw and self._lib) or self.written:
+            return
+        ctx = self.window.ctx
+        starter = next((e for e in ctx.entries if e.source == "starter" and e.info), None)
+        first = starter or next((e for e in ctx.entries if e.info), None)
+        if first is not None:
+            ctx.select_model(first)
+            self.window.models_page.select_entry(first.id)
+        self._shoot(0)
+
+    def _shoot(self, index: int) -> None:
+        if index >= len(PAGE_KEYS):
+            QApplication.instance().quit()
+            return
+        self.window.show_page(index)
+        # let layouts settle for one event-loop turn before grabbing
+        QTimer.singleShot(150, lambda: self._grab(index))
+
+    def _grab(self, index: int) -> None:
+        path = self.out_dir / f"{PAGE_KEYS[index]}.png"
+        if not self.window.grab().save(str(path)):
+            self.failed = f"could not write {path}"
+        self.written.append(path)
+        self._shoot(index + 1)
+
+    def _timeout(self) -> None:
+        if len(self.written) < len(PAGE_KEYS):
+            self.failed = "timed out waiting for the hardware probe and the library scan"
+            QApplication.instance().quit()
+
+
+def run_gui(*, screenshots_dir: str | None = None) -> int:
+    app = make_app()
+    ctx = AppContext()
+    apply_theme(app, ctx.settings.theme)
+    window = MainWindow(ctx, restore_state=screenshots_dir is None)
+    runner = None
+    if screenshots_dir:
+        out = Path(screenshots_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        window.resize(*SCREENSHOT_SIZE)
+        runner = ScreenshotRunner(window, out)
+    window.show()
+    hints = app.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(lambda *_: apply_theme(app, ctx.settings.theme))
+    QTimer.singleShot(0, window.start)
+    code = app.exec()
+    if runner is not None:
+        window.close()
+        if runner.failed:
+            print(f"screenshots failed: {runner.failed}", file=sys.stderr)
+            return 1
+        for p in runner.written:
+            print(os.fspath(p))
+    return code

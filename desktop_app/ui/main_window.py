@@ -1,0 +1,148 @@
+"""The main window: a sidebar down the user's journey and one page per step."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app import __version__
+from desktop_app.ui.context import AppContext, Message
+from desktop_app.ui.monitor import ResourceMonitor
+from desktop_app.ui.pages.hardware_page import HardwarePage
+from desktop_app.ui.pages.model_details_page import ModelDetailsPage
+from desktop_app.ui.pages.models_page import ModelsPage
+from desktop_app.ui.pages.settings_page import SettingsPage
+from desktop_app.ui.theme import apply_theme
+from desktop_app.ui.widgets import MessageBar
+
+PAGE_KEYS = ["hardware", "models", "model_details", "settings"]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: AppContext, *, restore_state: bool = True) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.setWindowTitle("QuantDesk")
+        self.setMinimumSize(960, 640)
+        self.state = QSettings(str(ctx.paths.state_file), QSettings.Format.IniFormat)
+
+        central = QWidget()
+        root = QHBoxLayout(central)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(200)
+        self.sidebar.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        root.addWidget(self.sidebar)
+
+        right = QVBoxLayout()
+        right.setContentsMargins(12, 10, 12, 0)
+        self.messages = MessageBar()
+        right.addWidget(self.messages)
+        self.stack = QStackedWidget()
+        right.addWidget(self.stack, 1)
+        root.addLayout(right, 1)
+        self.setCentralWidget(central)
+
+        self.hardware_page = HardwarePage(ctx)
+        self.models_page = ModelsPage(ctx)
+        self.details_page = ModelDetailsPage(ctx)
+        self.settings_page = SettingsPage(ctx)
+        icons = [
+            QStyle.StandardPixmap.SP_ComputerIcon,
+            QStyle.StandardPixmap.SP_DirIcon,
+            QStyle.StandardPixmap.SP_FileDialogDetailedView,
+            QStyle.StandardPixmap.SP_FileDialogInfoView,
+        ]
+        self.pages = [self.hardware_page, self.models_page, self.details_page, self.settings_page]
+        for n, (page, icon) in enumerate(zip(self.pages, icons, strict=True), start=1):
+            self.stack.addWidget(page)
+            item = QListWidgetItem(self.style().standardIcon(icon), page.title)
+            item.setToolTip(f"{page.title} (Ctrl+{n})")
+            self.sidebar.addItem(item)
+            QShortcut(QKeySequence(f"Ctrl+{n}"), self, activated=lambda i=n - 1: self.show_page(i))
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+
+        self.statusBar().showMessage(f"QuantDesk {__version__}")
+        self.monitor = ResourceMonitor(parent=self)
+        self.monitor.memory.connect(self.hardware_page.update_memory)
+
+        ctx.message.connect(self._show_message)
+        self.models_page.open_details.connect(self._open_details)
+        self.details_page.go_to_models.connect(lambda: self.show_page(1))
+        self.settings_page.theme_changed.connect(self._apply_theme)
+        ctx.scan_started.connect(lambda: self.statusBar().showMessage("Scanning the model library…"))
+        ctx.scan_finished.connect(
+            lambda r: self.statusBar().showMessage(
+                f"{len(r.models)} model{'s' if len(r.models) != 1 else ''} in the library", 5000
+            )
+        )
+
+        page = 1
+        if restore_state:
+            geometry = self.state.value("window/geometry")
+            if isinstance(geometry, QByteArray):
+                self.restoreGeometry(geometry)
+            else:
+                self.resize(1280, 800)
+            page = int(self.state.value("window/page", 1))
+        else:
+            self.resize(1280, 800)
+        self.show_page(page if 0 <= page < len(self.pages) else 1)
+        if ctx.startup_problem():
+            ctx.notify(ctx.startup_problem(), "warning")
+
+    def start(self) -> None:
+        """Begin the background work: hardware detection, library scan, live memory readings."""
+        self.ctx.detect_hardware()
+        self.ctx.rescan()
+        self.monitor.start()
+
+    def show_page(self, index: int) -> None:
+        self.sidebar.setCurrentRow(index)
+
+    def current_page_key(self) -> str:
+        return PAGE_KEYS[self.stack.currentIndex()]
+
+    def _open_details(self, entry) -> None:
+        self.ctx.select_model(entry)
+        self.show_page(2)
+
+    def _show_message(self, msg: Message) -> None:
+        self.messages.show_message(msg.text, msg.level)
+
+    def _apply_theme(self, theme: str) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, theme)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        busy = self.ctx.busy_jobs()
+        if busy:
+            answer = QMessageBox.question(
+                self,
+                "Quit QuantDesk?",
+                "These are still running and will be stopped:\n\n• " + "\n• ".join(busy),
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.state.setValue("window/geometry", self.saveGeometry())
+        self.state.setValue("window/page", self.stack.currentIndex())
+        self.state.sync()
+        self.monitor.stop()
+        self.ctx.shutdown()
+        super().closeEvent(event)

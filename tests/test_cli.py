@@ -1,0 +1,85 @@
+"""The `quantdesk` command as scripts use it: real child processes, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from desktop_app import __version__
+from tests.gguf_factory import write_gguf
+
+
+def quantdesk(*args: str, env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_app", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_version():
+    out = quantdesk("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"quantdesk {__version__}"
+
+
+def test_hardware_json_has_the_contract_keys():
+    out = quantdesk("hardware", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data["cpu"]) >= {"name", "physical_cores", "logical_cores", "features"}
+    assert set(data["ram"]) >= {"total_bytes", "available_bytes"}
+    assert isinstance(data["gpus"], list)
+    for gpu in data["gpus"]:
+        assert set(gpu) >= {"name", "vendor", "backend", "vram_total_bytes", "vram_free_bytes", "unified_memory"}
+    assert set(data["llama_cpp"]) >= {"version", "gpu_offload_supported", "devices"}
+    assert data["llama_cpp"]["version"] == "0.3.36"
+    assert isinstance(data["ram"]["total_bytes"], int)
+
+
+def test_fast_paths_import_no_heavy_library():
+    script = """
+import sys
+from desktop_app.cli import main
+import contextlib, io
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["hardware", "--json"])
+heavy = [m for m in ("PySide6", "llama_cpp", "evaluate", "numpy", "huggingface_hub") if m in sys.modules]
+print(",".join(heavy) or "none")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "none"
+
+
+def test_models_json_lists_models_and_unreadable_files(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_gguf(lib / "tiny-Q4_K_M.gguf", n_layers=2)
+    (lib / "broken.gguf").write_text("<html>")
+    out = quantdesk("models", "--json", "--folder", str(lib))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    by_name = {m["name"]: m for m in data["models"]}
+    tiny = by_name["tiny-Q4_K_M"]
+    assert (tiny["architecture"], tiny["quant"], tiny["n_layers"], tiny["shards"]) == ("llama", "Q4_K_M", 2, 1)
+    assert tiny["file_bytes"] == (lib / "tiny-Q4_K_M.gguf").stat().st_size
+    assert by_name["SmolLM2-135M-Instruct.Q4_1"]["source"] == "starter"
+    [bad] = data["unreadable"]
+    assert bad["path"] == str(lib / "broken.gguf") and "not a GGUF model" in bad["reason"]
+
+
+def test_models_human_output_mentions_problems(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "x.gguf").write_bytes(b"GGUF")
+    out = quantdesk("models", "--folder", str(lib))
+    assert out.returncode == 0
+    assert "SmolLM2-135M-Instruct.Q4_1" in out.stdout
+    assert "UNREADABLE" in out.stdout and "truncated" in out.stdout
+
+
+def test_log_file_is_written_in_the_data_folder(tmp_path):
+    quantdesk("hardware")
+    log = tmp_path / "quantdesk" / "logs" / "quantdesk.log"
+    assert log.exists()

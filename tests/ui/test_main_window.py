@@ -1,0 +1,57 @@
+"""The main window: navigation, state restored on restart, theme, messages."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication
+
+from desktop_app.ui.theme import apply_theme
+
+
+def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qtbot):
+    w = make_window()
+    assert [w.sidebar.item(i).text() for i in range(w.sidebar.count())] == [
+        "Hardware",
+        "Models",
+        "Model details",
+        "Settings",
+    ]
+    w.sidebar.setFocus()
+    w.show_page(0)
+    qtbot.keyClick(w.sidebar, Qt.Key.Key_Down)
+    assert w.stack.currentWidget() is w.models_page
+    qtbot.keyClick(w, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentWidget() is w.settings_page
+    qtbot.keyClick(w, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert w.current_page_key() == "hardware"
+
+
+def test_page_and_geometry_survive_a_restart(make_window):
+    w = make_window(start=False)
+    w.resize(1100, 700)
+    w.show_page(3)
+    w.close()
+    again = make_window(start=False)
+    assert again.current_page_key() == "settings"
+    # the offscreen screen is 800 px wide, so Qt clamps the width when restoring; the height is ours
+    assert again.height() == 700
+
+
+def test_messages_appear_in_one_place_and_can_be_dismissed(make_window, qtbot):
+    w = make_window(start=False)
+    w.ctx.notify("Something went wrong: do this.", "error")
+    assert w.messages.isVisible() and w.messages.label.text() == "Something went wrong: do this."
+    assert w.messages.level == "error"
+    with qtbot.waitSignal(w.messages.dismissed):
+        w.messages.dismiss()
+    assert not w.messages.isVisible()
+
+
+def test_dark_and_light_palettes():
+    app = QApplication.instance()
+    assert apply_theme(app, "dark") is True
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
+    assert apply_theme(app, "light") is False
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
+    apply_theme(app, "system")
