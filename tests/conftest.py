@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -44,6 +45,10 @@ def isolated_env(tmp_path, monkeypatch):
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_quantdesk", False)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 @pytest.fixture(scope="session")
