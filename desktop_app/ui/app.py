@@ -90,6 +90,30 @@ class ScreenshotRunner(QObject):
             QApplication.instance().quit()
 
 
+def _report_startup_and_quit(window: MainWindow) -> None:
+    """For the start-up benchmark: print seconds since process start to shown and to first list."""
+    import json
+    import time
+
+    import psutil
+
+    started = psutil.Process().create_time()
+    times: dict[str, float] = {}
+
+    def shown() -> None:
+        times["window_shown_s"] = time.time() - started
+
+    def listed() -> None:
+        if "library_listed_s" not in times:
+            times["library_listed_s"] = time.time() - started
+            times["entries"] = len(window.ctx.entries)
+            print(json.dumps(times), flush=True)
+            QApplication.instance().quit()
+
+    QTimer.singleShot(0, shown)
+    window.ctx.library_changed.connect(listed)
+
+
 def run_gui(*, screenshots_dir: str | None = None) -> int:
     app = make_app()
     ctx = AppContext()
@@ -106,6 +130,8 @@ def run_gui(*, screenshots_dir: str | None = None) -> int:
     if hasattr(hints, "colorSchemeChanged"):
         hints.colorSchemeChanged.connect(lambda *_: apply_theme(app, ctx.settings.theme))
     QTimer.singleShot(0, window.start)
+    if os.environ.get("QUANTDESK_EXIT_WHEN_SHOWN"):
+        _report_startup_and_quit(window)
     code = app.exec()
     if runner is not None:
         window.close()
