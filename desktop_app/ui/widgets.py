@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QSizePolicy,
     QToolButton,
@@ -92,6 +92,21 @@ class KeyValueGrid(QWidget):
         self._values[key].setText(value)
 
 
+class CommandText(QPlainTextEdit):
+    """Read-only monospace text that wraps anywhere, so a long command is seen whole."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setObjectName("command")
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * 3 + 12)
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+
 class CommandBox(QWidget):
     """A shell command the user can read, select and copy with one click."""
 
@@ -99,9 +114,7 @@ class CommandBox(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.edit = QLineEdit()
-        self.edit.setReadOnly(True)
-        self.edit.setObjectName("command")
+        self.edit = CommandText()
         self.copy_button = QPushButton("Copy")
         self.copy_button.setToolTip("Copy the command to the clipboard")
         self.copy_button.clicked.connect(self.copy)
@@ -109,8 +122,7 @@ class CommandBox(QWidget):
         layout.addWidget(self.copy_button)
 
     def set_command(self, text: str) -> None:
-        self.edit.setText(text)
-        self.edit.setCursorPosition(0)
+        self.edit.setPlainText(text)
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.edit.text())

@@ -40,6 +40,8 @@ def test_scan_200_headers(tmp_path):
     assert len(cold.models) == N_FILES and cold.parsed == N_FILES
     warm = _scan(settings, LibraryCache.load(tmp_path / "cache.json"))
     assert warm.parsed == 0
-    print(f"\none header (50k tokens + merges, 290 tensors): {one * 1000:.1f} ms; "
-          f"scan of {N_FILES} files: cold {cold.elapsed_s:.2f} s, from cache {warm.elapsed_s:.2f} s (target < 2 s)")
+    print(
+        f"\none header (50k tokens + merges, 290 tensors): {one * 1000:.1f} ms; "
+        f"scan of {N_FILES} files: cold {cold.elapsed_s:.2f} s, from cache {warm.elapsed_s:.2f} s (target < 2 s)"
+    )
     assert cold.elapsed_s < 2.0

