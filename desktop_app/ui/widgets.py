@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -163,6 +164,17 @@ class MessageBar(QFrame):
     def dismiss(self) -> None:
         self.hide()
         self.dismissed.emit()
+
+
+def scrolling_body(outer: QVBoxLayout) -> QWidget:
+    """Add a frameless scroll area to ``outer`` and return the widget to fill."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    body = QWidget()
+    scroll.setWidget(body)
+    outer.addWidget(scroll, 1)
+    return body
 
 
 def muted(text: str) -> QLabel:

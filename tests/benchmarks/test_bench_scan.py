@@ -9,7 +9,7 @@ import shutil
 import time
 
 from desktop_app.core.gguf import read_gguf_header
-from desktop_app.core.library import LibraryCache, StarterModel, iter_scan
+from desktop_app.core.library import LibraryCache, StarterModel, scan_library
 from desktop_app.core.settings import Settings
 from tests.gguf_factory import write_gguf
 
@@ -17,12 +17,7 @@ N_FILES = 200
 
 
 def _scan(settings, cache):
-    gen = iter_scan(settings, cache=cache, starter=StarterModel(None, ""))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return scan_library(settings, cache=cache, starter=StarterModel(None, ""))
 
 
 def test_scan_200_headers(tmp_path):

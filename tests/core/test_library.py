@@ -14,12 +14,7 @@ from tests.gguf_factory import Q, patch_u64, truncate, write_gguf, write_split
 
 
 def run(settings: Settings, cache: LibraryCache | None = None, starter: StarterModel | None = None):
-    gen = iter_scan(settings, cache=cache, starter=starter or StarterModel(None, ""))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return scan_library(settings, cache=cache, starter=starter or StarterModel(None, ""))
 
 
 def by_name(result):

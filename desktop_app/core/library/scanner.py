@@ -319,9 +319,11 @@ def iter_scan(
     )
 
 
-def scan_library(settings: Settings, *, cache: LibraryCache | None = None) -> ScanResult:
+def scan_library(
+    settings: Settings, *, cache: LibraryCache | None = None, starter: StarterModel | None = None
+) -> ScanResult:
     """Run :func:`iter_scan` to the end (for the CLI and tests)."""
-    gen = iter_scan(settings, cache=cache)
+    gen = iter_scan(settings, cache=cache, starter=starter)
     while True:
         try:
             next(gen)

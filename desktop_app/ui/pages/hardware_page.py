@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -17,7 +16,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.hardware import HardwareInfo
 from desktop_app.core.units import format_memory
 from desktop_app.ui.context import AppContext
-from desktop_app.ui.widgets import Card, CommandBox, KeyValueGrid, PageHeader, muted
+from desktop_app.ui.widgets import Card, CommandBox, KeyValueGrid, PageHeader, muted, scrolling_body
 
 
 class HardwarePage(QWidget):
@@ -45,15 +44,9 @@ class HardwarePage(QWidget):
         self.status = muted("Looking at your hardware…")
         outer.addWidget(self.status)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        body = QWidget()
-        grid = QGridLayout(body)
+        grid = QGridLayout(scrolling_body(outer))
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(14)
-        scroll.setWidget(body)
-        outer.addWidget(scroll, 1)
 
         self.cpu_card = Card("Processor")
         self.cpu_grid = self.cpu_card.add(KeyValueGrid())

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -22,7 +21,7 @@ from desktop_app.core.library import hf_hub_cache_dir
 from desktop_app.core.paths import DATA_DIR_ENV
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager
-from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted
+from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted, scrolling_body
 
 THEME_LABELS = [("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")]
 
@@ -37,15 +36,9 @@ class SettingsPage(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 20)
         outer.addWidget(PageHeader("Settings", "Where QuantDesk looks for models, keeps its data and your token."))
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        body = QWidget()
-        layout = QVBoxLayout(body)
+        layout = QVBoxLayout(scrolling_body(outer))
         layout.setContentsMargins(0, 0, 8, 0)
         layout.setSpacing(14)
-        scroll.setWidget(body)
-        outer.addWidget(scroll, 1)
 
         # Model folders
         folders = Card("Model folders")
