@@ -122,6 +122,89 @@ def _entry_json(e) -> dict:
     }
 
 
+def _gpu_layers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a number of layers or 'auto'") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the number of GPU layers cannot be negative")
+    return n
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from desktop_app.core.errors import QuantDeskError
+    from desktop_app.core.hardware import detect_hardware
+    from desktop_app.core.memory import Machine, Predictor, RunSettings
+    from desktop_app.core.memory.explain import verdict_sentence
+    from desktop_app.core.memory.source import load_model_shape
+
+    try:
+        shape, source = load_model_shape(args.model)
+    except (QuantDeskError, OSError) as exc:
+        print(f"quantdesk fit: {exc}", file=sys.stderr)
+        return 2
+    hw = detect_hardware()
+    machine = Machine.from_hardware(hw)
+    settings = RunSettings(
+        n_ctx=args.ctx or min(shape.n_ctx_train, 4096),
+        n_gpu_layers=args.gpu_layers,
+        kv_type=args.kv_type,
+        flash_attn=args.flash_attn,
+        n_ubatch=args.ubatch,
+    )
+    p = Predictor(shape, machine).predict(settings)
+    sentence = verdict_sentence(p, gpu_name=machine.gpu_name)
+    if args.json:
+        _emit(
+            {
+                "model": {
+                    "source": source,
+                    "architecture": shape.architecture,
+                    "n_params": shape.n_params,
+                    "n_layers": shape.n_layer,
+                    "file_type": shape.file_type,
+                    "file_bytes": shape.file_bytes,
+                },
+                "settings": {
+                    "n_ctx": p.n_ctx,
+                    "n_gpu_layers": p.n_gpu_layers,
+                    "kv_type": p.kv_type,
+                    "flash_attn": p.flash_attn,
+                    "n_ubatch": p.n_ubatch,
+                },
+                "ram": p.ram.to_dict(),
+                "vram": p.vram.to_dict(),
+                "free": {"ram_bytes": p.ram_free_bytes, "vram_bytes": p.vram_free_bytes},
+                "verdict": p.verdict,
+                "max_ctx": p.max_ctx,
+                "summary": sentence,
+                "approximate": p.approximate,
+                "notes": p.notes,
+            }
+        )
+        return 0
+    print(f"{source}: {shape.architecture}, {format_params(shape.n_params)} parameters, "
+          f"{shape.file_type}, {format_bytes(shape.file_bytes)}")  # fmt: skip
+    print(f"settings: context {p.n_ctx:,}, GPU layers {p.n_gpu_layers}/{p.n_layer + 1}, KV {p.kv_type}, "
+          f"flash attention {'on' if p.flash_attn else 'off'}, ubatch {p.n_ubatch}")  # fmt: skip
+    print(f"{'':14}{'RAM':>12}{'VRAM':>12}")
+    ram, vram = p.ram.to_dict(), p.vram.to_dict()
+    rows = [("weights", "weights_bytes"), ("KV cache", "kv_cache_bytes"), ("compute", "compute_bytes"),
+            ("output", "output_bytes"), ("overhead", "overhead_bytes"), ("total", "total_bytes")]  # fmt: skip
+    for label, key in rows:
+        print(f"{label:14}{format_bytes(ram[key]):>12}{format_bytes(vram[key]):>12}")
+    print(f"free          {format_bytes(p.ram_free_bytes):>12}{format_bytes(p.vram_free_bytes):>12}")
+    print(sentence)
+    if p.max_ctx:
+        print(f"Largest context that fits: {p.max_ctx:,} tokens.")
+    for note in p.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     try:
         from desktop_app.ui.app import run_gui
@@ -152,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hardware", help="what this machine has and what llama.cpp can use")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_hardware)
+
+    p = sub.add_parser("fit", help="predicted RAM and VRAM for a model at a context length")
+    p.add_argument("model", help="a local .gguf file, or owner/repo[:file] on the Hugging Face Hub")
+    p.add_argument("--ctx", type=int, default=0, help="context length in tokens (default: 4096 or less)")
+    p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="N|auto")
+    p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], default="f16")
+    p.add_argument("--flash-attn", choices=["on", "off", "auto"], default="auto")
+    p.add_argument("--ubatch", type=int, default=512, help="micro-batch size (llama.cpp's n_ubatch)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("models", help="the GGUF models in the library")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -119,3 +119,101 @@ def patch_u64(path: Path, offset: int, value: int) -> None:
 def truncate(path: Path, size: int) -> None:
     with open(path, "r+b") as f:
         f.truncate(size)
+
+
+def _ti(w: GGUFWriter, name: str, ne: tuple[int, ...], qtype: Q) -> None:
+    """Add a tensor info only (no data); ``ne`` in ggml order (row length first)."""
+    block, size = (1, 4) if qtype == Q.F32 else (1, 2) if qtype == Q.F16 else _BLOCK[qtype]
+    n = 1
+    for d in ne:
+        n *= d
+    nbytes = n // block * size
+    w.add_tensor_info(name, tuple(reversed(ne)), np.dtype(np.float32), nbytes, raw_dtype=qtype)
+
+
+def write_model_header(
+    path: Path,
+    *,
+    arch: str = "llama",
+    n_layers: int = 4,
+    n_embd: int = 2048,
+    n_ff: int = 5632,
+    n_head: int = 32,
+    n_head_kv: int = 8,
+    head_dim: int | None = None,
+    n_vocab: int = 32000,
+    ctx: int = 131072,
+    quant: Q = Q.Q4_K,
+    tied: bool = False,
+    n_expert: int = 0,
+    n_expert_used: int = 0,
+    sliding_window: int = 0,
+) -> Path:
+    """A full-size model header with a sparse data section: llama.cpp can load it with no_alloc.
+
+    Supports llama (dense or MoE) and gemma3 (sliding-window attention, tied embeddings).
+    """
+    path = Path(path)
+    head_dim = head_dim or n_embd // n_head
+    w = GGUFWriter(str(path), arch)
+    w.add_block_count(n_layers)
+    w.add_context_length(ctx)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    if sliding_window:
+        w.add_sliding_window(sliding_window)
+    if n_expert:
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(n_expert_used)
+    w.add_file_type(int(LlamaFileType.MOSTLY_Q4_K_M))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([f"t{i}".encode() for i in range(n_vocab)])
+    w.add_token_types([TokenType.NORMAL] * n_vocab)
+    w.add_token_merges(["t 0"])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    _ti(w, "token_embd.weight", (n_embd, n_vocab), Q.Q8_0)
+    q_dim, kv_dim = n_head * head_dim, n_head_kv * head_dim
+    for i in range(n_layers):
+        _ti(w, f"blk.{i}.attn_norm.weight", (n_embd,), Q.F32)
+        _ti(w, f"blk.{i}.attn_q.weight", (n_embd, q_dim), quant)
+        _ti(w, f"blk.{i}.attn_k.weight", (n_embd, kv_dim), quant)
+        _ti(w, f"blk.{i}.attn_v.weight", (n_embd, kv_dim), quant)
+        _ti(w, f"blk.{i}.attn_output.weight", (q_dim, n_embd), quant)
+        _ti(w, f"blk.{i}.ffn_norm.weight", (n_embd,), Q.F32)
+        if arch == "gemma3":
+            _ti(w, f"blk.{i}.attn_q_norm.weight", (head_dim,), Q.F32)
+            _ti(w, f"blk.{i}.attn_k_norm.weight", (head_dim,), Q.F32)
+            _ti(w, f"blk.{i}.post_attention_norm.weight", (n_embd,), Q.F32)
+            _ti(w, f"blk.{i}.post_ffw_norm.weight", (n_embd,), Q.F32)
+        if n_expert:
+            _ti(w, f"blk.{i}.ffn_gate_inp.weight", (n_embd, n_expert), Q.F32)
+            _ti(w, f"blk.{i}.ffn_gate_exps.weight", (n_embd, n_ff, n_expert), quant)
+            _ti(w, f"blk.{i}.ffn_up_exps.weight", (n_embd, n_ff, n_expert), quant)
+            _ti(w, f"blk.{i}.ffn_down_exps.weight", (n_ff, n_embd, n_expert), quant)
+        else:
+            _ti(w, f"blk.{i}.ffn_gate.weight", (n_embd, n_ff), quant)
+            _ti(w, f"blk.{i}.ffn_up.weight", (n_embd, n_ff), quant)
+            _ti(w, f"blk.{i}.ffn_down.weight", (n_ff, n_embd), quant)
+    _ti(w, "output_norm.weight", (n_embd,), Q.F32)
+    if not tied:
+        _ti(w, "output.weight", (n_embd, n_vocab), Q.Q6_K if n_embd % 256 == 0 else Q.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    # the tensor data is a hole: a sparse file takes no disk space and llama.cpp never reads it
+    from desktop_app.core.gguf import parse_gguf_header
+
+    h = parse_gguf_header(path.read_bytes(), file_bytes=1 << 60)
+    last = max(h.tensors, key=lambda t: t.offset + t.n_bytes)
+    with open(path, "r+b") as f:
+        f.truncate(h.header_bytes + last.offset + last.n_bytes)
+    return path

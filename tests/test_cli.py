@@ -83,3 +83,33 @@ def test_log_file_is_written_in_the_data_folder(tmp_path):
     quantdesk("hardware")
     log = tmp_path / "quantdesk" / "logs" / "quantdesk.log"
     assert log.exists()
+
+
+def test_fit_json_has_the_contract_keys(starter_path):
+    out = quantdesk("fit", starter_path, "--ctx", "4096", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["model"] == {
+        "source": starter_path,
+        "architecture": "llama",
+        "n_params": 134_515_008,
+        "n_layers": 30,
+        "file_type": "Q4_1",
+        "file_bytes": 98_362_432,
+    }
+    assert data["settings"]["n_ctx"] == 4096 and data["settings"]["kv_type"] == "f16"
+    for device in ("ram", "vram"):
+        assert set(data[device]) >= {"weights_bytes", "kv_cache_bytes", "compute_bytes", "output_bytes",
+                                     "overhead_bytes", "total_bytes"}  # fmt: skip
+    assert data["ram"]["kv_cache_bytes"] == 4096 * 30 * 192 * 2 * 2
+    assert data["verdict"] in ("cpu_only", "full_gpu", "partial_gpu")
+    assert data["max_ctx"] == 8192
+
+
+def test_fit_says_what_is_wrong_with_bad_input(tmp_path):
+    out = quantdesk("fit", str(tmp_path / "missing.gguf"))
+    assert out.returncode == 2 and "No such file" in out.stderr
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("<html>")
+    out = quantdesk("fit", str(bad))
+    assert out.returncode == 2 and "not a GGUF model" in out.stderr

@@ -23,7 +23,12 @@ def test_every_package_is_listed_in_pyproject():
         for p in (ROOT / "desktop_app").rglob("__init__.py")
         if "__pycache__" not in p.parts
     }
-    assert on_disk | {"desktop_app._resources"} == listed
+    resources = {"desktop_app._resources"} | {
+        "desktop_app._resources." + ".".join(d.relative_to(ROOT / "resources").parts)
+        for d in (ROOT / "resources").rglob("*")
+        if d.is_dir()
+    }
+    assert on_disk | resources == listed
 
 
 def test_icon_resource_is_found():

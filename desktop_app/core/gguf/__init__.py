@@ -8,6 +8,7 @@ from desktop_app.core.gguf.reader import (
     TensorInfo,
     parse_gguf_header,
     read_gguf_header,
+    read_model_headers,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "model_info_from_headers",
     "parse_gguf_header",
     "read_gguf_header",
+    "read_model_headers",
 ]

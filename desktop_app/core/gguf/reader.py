@@ -70,11 +70,17 @@ Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 class NeedMoreBytes(Exception):
-    """The buffer ends inside the header; ``needed`` is a lower bound on the bytes required."""
+    """The buffer ends inside the header.
 
-    def __init__(self, needed: int) -> None:
+    ``needed`` is a lower bound on the bytes required; ``estimate`` (when known) is a guess at
+    where the header ends, from the sizes of the items read so far, so a remote reader can fetch
+    the rest in one request instead of doubling blindly.
+    """
+
+    def __init__(self, needed: int, estimate: int = 0) -> None:
         super().__init__(f"need at least {needed} bytes")
         self.needed = needed
+        self.estimate = max(estimate, needed)
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class _Parser:
         self.file_bytes = file_bytes
         self.pos = 0
         self.what = what  # the file's name, for messages
+        self.n_tensors = 0
 
     # -- low level -----------------------------------------------------------------------------
     def _short(self, end: int, item: str) -> Exception:
@@ -234,10 +241,27 @@ class _Parser:
             for _ in repeat(None, count):
                 pos += unpack(buf, pos)[0] + 8
         except struct.error:
-            raise self._short(max(pos + 8, self.avail + 1), item) from None
+            raise self._short_in_array(count, item) from None
         if pos > self.avail:
-            raise self._short(pos, item)
+            raise self._short_in_array(count, item)
         self.pos = pos
+
+    def _short_in_array(self, count: int, item: str) -> Exception:
+        """Out of bytes inside a string array: estimate its end from the strings seen so far."""
+        err = self._short(self.avail + 1, item)
+        if not isinstance(err, NeedMoreBytes):
+            return err
+        pos, seen = self.pos, 0
+        while seen < count and pos + 8 <= self.avail:
+            n = _U64.unpack_from(self.buf, pos)[0]
+            if pos + 8 + n > self.avail:
+                break
+            pos += 8 + n
+            seen += 1
+        avg = (pos - self.pos) / seen if seen else 16
+        # the rest of this array, plus room for the tensor infos that follow the metadata
+        err.estimate = int(pos + (count - seen) * avg * 1.02) + self.n_tensors * 80 + 16 * 1024
+        return err
 
     # -- whole header --------------------------------------------------------------------------
     def header(self) -> GGUFHeader:
@@ -266,6 +290,7 @@ class _Parser:
                 f"GGUF version {version} is newer than this app understands. Update QuantDesk.",
             )
         n_tensors, n_kv = self.take(_COUNTS, "the tensor and metadata counts")
+        self.n_tensors = min(n_tensors, 1 << 20)
         self.check_count(n_kv, 13, "metadata entries")
         self.check_count(n_tensors, 24, "tensors")
 
@@ -277,7 +302,15 @@ class _Parser:
             metadata[key] = self.value(vtype, key)
             value_types[key] = VALUE_TYPE_NAMES.get(vtype, "?")
 
-        tensors = [self.tensor_info(i) for i in range(n_tensors)]
+        tensors_start = self.pos
+        tensors = []
+        for i in range(n_tensors):
+            try:
+                tensors.append(self.tensor_info(i))
+            except NeedMoreBytes as more:
+                avg = (self.pos - tensors_start) / i if i else 96
+                more.estimate = max(more.estimate, int(self.pos + (n_tensors - i) * avg * 1.05) + 4096)
+                raise
 
         alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
@@ -407,3 +440,24 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFHeader:
                 return _Parser(mm, size, name).header()
             except NeedMoreBytes:  # pragma: no cover - the whole file is mapped
                 raise TruncatedGGUFError(path, "The file ends inside its header.") from None
+
+
+def read_model_headers(path: str | os.PathLike[str]) -> list[GGUFHeader]:
+    """The headers of every part of a model: one file, or all parts of a split GGUF.
+
+    Raises:
+        FileNotFoundError: a part is missing (the message names it).
+        NotAGGUFError, TruncatedGGUFError, CorruptGGUFError, UnsupportedGGUFError.
+    """
+    from desktop_app.core.gguf.model_info import SPLIT_RE
+
+    path = os.fspath(path)
+    m = SPLIT_RE.match(os.path.basename(path))
+    if not m:
+        return [read_gguf_header(path)]
+    folder, stem, total = os.path.dirname(path), m.group("stem"), int(m.group("total"))
+    parts = [os.path.join(folder, f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+    for p in parts:
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"Part {os.path.basename(p)} of this split model is missing.")
+    return [read_gguf_header(p) for p in parts]

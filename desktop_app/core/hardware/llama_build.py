@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 
+from desktop_app.core.child import child_command, child_env
 from desktop_app.core.hardware.types import GpuInfo, LlamaCppInfo, LlamaDevice
 
 PACKAGE = "llama-cpp-python"
@@ -169,11 +170,10 @@ class ProbeError(Exception):
 
 
 def _run_probe(lib_dir: str) -> dict:
-    env = dict(os.environ)
-    env.setdefault("GGML_LOG_LEVEL", "error")
+    env = child_env()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "desktop_app.core.hardware._llama_probe", lib_dir],
+            child_command("desktop_app.core.hardware._llama_probe", lib_dir),
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,

@@ -1,0 +1,35 @@
+"""Where a model's header comes from: a local file (all parts of a split model) or the Hub."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from desktop_app.core.gguf import read_model_headers
+from desktop_app.core.memory.shape import ModelShape, model_shape
+
+HUB_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?::(?P<file>.+))?$")
+
+
+def is_hub_reference(model: str) -> bool:
+    return not os.path.exists(model) and bool(HUB_RE.match(model))
+
+
+def load_model_shape(model: str) -> tuple[ModelShape, str]:
+    """The shape of ``model`` and a description of where it came from.
+
+    Raises:
+        FileNotFoundError, GGUFError: a local file is missing or unreadable.
+        HubError: the Hub could not be asked (see :mod:`desktop_app.core.hub`).
+    """
+    if is_hub_reference(model):
+        from desktop_app.core.hub.remote_header import fetch_model_headers
+
+        m = HUB_RE.match(model)
+        remote = fetch_model_headers(m.group("repo"), m.group("file"))
+        return model_shape(remote.headers), f"hf://{m.group('repo')}/{remote.filename}"
+    if not os.path.exists(model):
+        raise FileNotFoundError(
+            f"No such file: {model}. Give a .gguf path, or owner/repo[:file] for a model on the Hub."
+        )
+    return model_shape(read_model_headers(model)), os.path.abspath(model)
