@@ -57,3 +57,15 @@ def starter_path() -> str:
     starter = find_starter_model()
     assert starter.path, f"the test extra installs the starter model: {starter.problem}"
     return starter.path
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A running local Hub stand-in; HF_ENDPOINT points at it."""
+    from tests.hub_server import HubStandIn
+
+    server = HubStandIn().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield server
+    server.stop()

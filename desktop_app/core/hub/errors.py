@@ -1,0 +1,73 @@
+"""Typed Hub errors whose text says what happened and what to do."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from desktop_app.core.errors import QuantDeskError
+
+T = TypeVar("T")
+
+
+class HubError(QuantDeskError):
+    """Something went wrong talking to the Hugging Face Hub."""
+
+
+class HubUnreachableError(HubError):
+    """No connection to the Hub (offline, DNS, proxy, timeout)."""
+
+
+class HubRepoNotFoundError(HubError):
+    pass
+
+
+class HubFileNotFoundError(HubError):
+    pass
+
+
+class HubGatedError(HubError):
+    """The repo needs an accepted licence and a token."""
+
+
+def endpoint() -> str:
+    """HF_ENDPOINT read now (huggingface_hub reads it once at import)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def translate_errors(what: str, call: Callable[[], T]) -> T:
+    """Run ``call`` and turn huggingface_hub / transport errors into :class:`HubError` subclasses."""
+    from huggingface_hub import errors as hf
+
+    try:
+        return call()
+    except hf.GatedRepoError as exc:
+        raise HubGatedError(
+            f"{what} is gated: accept its licence on the Hub, then save a token in Settings. ({_short(exc)})"
+        ) from exc
+    except hf.RepositoryNotFoundError as exc:
+        raise HubRepoNotFoundError(
+            f"{what}: no such repository on {endpoint()} (or it is private: a token is needed)."
+        ) from exc
+    except (hf.EntryNotFoundError, hf.RemoteEntryNotFoundError) as exc:
+        raise HubFileNotFoundError(f"{what}: no such file in the repository.") from exc
+    except hf.RevisionNotFoundError as exc:
+        raise HubFileNotFoundError(f"{what}: no such branch or revision.") from exc
+    except hf.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise HubGatedError(f"{what}: the Hub refused access ({status}). Check the token in Settings.") from exc
+        raise HubError(f"{what}: the Hub answered with an error ({status or _short(exc)}). Try again later.") from exc
+    except Exception as exc:
+        if isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0].startswith("httpx"):
+            raise HubUnreachableError(
+                f"Cannot reach the Hugging Face Hub ({endpoint()}): {_short(exc)}. "
+                "Check the connection; local models keep working."
+            ) from exc
+        raise
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,203 @@
+"""A local stand-in for the Hugging Face Hub on 127.0.0.1: the routes huggingface_hub uses, over
+real files, with Range support, LFS metadata headers and switchable failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Repo:
+    files: dict[str, Path]
+    gated: bool = False
+    sha256: dict[str, str] = field(default_factory=dict)
+
+
+class HubStandIn:
+    def __init__(self) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.served: dict[str, int] = defaultdict(int)  # body bytes sent per file
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, range)
+        self.fail: dict[str, int] = {}  # path regex -> HTTP status to answer instead
+        self.ignore_range = False
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> HubStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add_repo(self, repo_id: str, files: dict[str, Path], *, gated: bool = False) -> None:
+        sha = {name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for name, p in files.items()}
+        self.repos[repo_id] = Repo({k: Path(v) for k, v in files.items()}, gated, sha)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _json(self, obj, status=200):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _error(self, status, code=""):
+                body = json.dumps({"error": f"status {status}"}).encode()
+                self.send_response(status)
+                if code:
+                    self.send_header("X-Error-Code", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self._route()
+
+            def do_GET(self):
+                self._route()
+
+            def _route(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append((self.command, path, self.headers.get("Range", "")))
+                for pattern, status in hub.fail.items():
+                    if re.search(pattern, path):
+                        return self._error(status)
+                m = re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?$", path)
+                if m:
+                    return self._tree(m.group(1))
+                m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$", path)
+                if m:
+                    return self._info(m.group(1))
+                m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+                if m:
+                    return self._resolve(m.group(1), m.group(3))
+                return self._error(404, "EntryNotFound")
+
+            def _repo(self, repo_id):
+                repo = hub.repos.get(repo_id)
+                if repo is None:
+                    self._error(404, "RepoNotFound")
+                    return None
+                if repo.gated and "authorization" not in {k.lower() for k in self.headers}:
+                    self._error(401, "GatedRepo")
+                    return None
+                return repo
+
+            def _tree(self, repo_id):
+                repo = self._repo(repo_id)
+                if repo is None:
+                    return
+                items = [
+                    {
+                        "type": "file",
+                        "path": name,
+                        "size": p.stat().st_size,
+                        "oid": repo.sha256[name][:40],
+                        "lfs": {"oid": repo.sha256[name], "size": p.stat().st_size, "pointerSize": 134},
+                    }
+                    for name, p in sorted(repo.files.items())
+                ]
+                self._json(items)
+
+            def _info(self, repo_id):
+                repo = self._repo(repo_id)
+                if repo is None:
+                    return
+                self._json(
+                    {
+                        "id": repo_id,
+                        "modelId": repo_id,
+                        "sha": COMMIT,
+                        "gated": "auto" if repo.gated else False,
+                        "private": False,
+                        "siblings": [
+                            {
+                                "rfilename": n,
+                                "size": p.stat().st_size,
+                                "lfs": {"sha256": repo.sha256[n], "size": p.stat().st_size},
+                            }
+                            for n, p in sorted(repo.files.items())
+                        ],  # fmt: skip
+                    }
+                )
+
+            def _resolve(self, repo_id, name):
+                repo = self._repo(repo_id)
+                if repo is None:
+                    return
+                p = repo.files.get(name)
+                if p is None:
+                    return self._error(404, "EntryNotFound")
+                size = p.stat().st_size
+                start, end = 0, size - 1
+                rng = self.headers.get("Range")
+                partial = False
+                if rng and not hub.ignore_range:
+                    m = re.match(r"bytes=(\d+)-(\d*)", rng)
+                    if m:
+                        start = int(m.group(1))
+                        end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+                        partial = True
+                        if start >= size:
+                            self.send_response(416)
+                            self.send_header("Content-Range", f"bytes */{size}")
+                            self.send_header("Content-Length", "0")
+                            self.end_headers()
+                            return
+                self.send_response(206 if partial else 200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", f'"{repo.sha256[name]}"')
+                self.send_header("X-Linked-Etag", f'"{repo.sha256[name]}"')
+                self.send_header("X-Linked-Size", str(size))
+                self.send_header("X-Repo-Commit", COMMIT)
+                if partial:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                with open(p, "rb") as f:
+                    f.seek(start)
+                    left = end - start + 1
+                    while left > 0:
+                        chunk = f.read(min(left, 1 << 20))
+                        if not chunk:
+                            break
+                        try:
+                            self.wfile.write(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return
+                        hub.served[name] += len(chunk)
+                        left -= len(chunk)
+
+        return Handler
