@@ -13,7 +13,16 @@ Q = GGMLQuantizationType
 _BLOCK = {Q.Q4_K: (256, 144), Q.Q6_K: (256, 210), Q.Q8_0: (32, 34), Q.Q4_0: (32, 18)}
 
 
+def _add(w: GGUFWriter, name: str, rows: int, cols: int, qtype: Q) -> None:
+    if qtype == Q.F16:
+        w.add_tensor(name, np.zeros((rows, cols), dtype=np.float16))
+    else:
+        w.add_tensor(name, _raw(rows, cols, qtype), raw_dtype=qtype)
+
+
 def _raw(rows: int, cols: int, qtype: Q) -> np.ndarray:
+    if qtype == Q.F16:
+        return np.zeros((rows, cols), dtype=np.float16)
     block, size = _BLOCK[qtype]
     return np.zeros((rows, cols // block * size), dtype=np.uint8)
 
@@ -37,6 +46,7 @@ def write_gguf(
     extra_kv: dict | None = None,
     split: tuple[int, int] | None = None,  # (index from 0, count): writes split.* keys
     tensors: bool = True,
+    tied: bool = False,
 ) -> Path:
     """A llama-shaped model: token embeddings Q8_0, matrices ``quant``, norms F32, output Q6_K."""
     path = Path(path)
@@ -76,7 +86,7 @@ def write_gguf(
         else:
             w.add_array(key, value)
     if tensors:
-        w.add_tensor("token_embd.weight", _raw(n_vocab, n_embd, Q.Q8_0), raw_dtype=Q.Q8_0)
+        _add(w, "token_embd.weight", n_vocab, n_embd, Q.F16 if quant == Q.F16 else Q.Q8_0)
         for i in range(n_layers):
             w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
             head_dim = n_embd // n_head
@@ -86,13 +96,14 @@ def write_gguf(
                 ("attn_v", head_dim * n_head_kv),
                 ("attn_output", n_embd),
             ):
-                w.add_tensor(f"blk.{i}.{t}.weight", _raw(rows, n_embd, quant), raw_dtype=quant)
+                _add(w, f"blk.{i}.{t}.weight", rows, n_embd, quant)
             w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-            w.add_tensor(f"blk.{i}.ffn_gate.weight", _raw(n_ff, n_embd, quant), raw_dtype=quant)
-            w.add_tensor(f"blk.{i}.ffn_up.weight", _raw(n_ff, n_embd, quant), raw_dtype=quant)
-            w.add_tensor(f"blk.{i}.ffn_down.weight", _raw(n_embd, n_ff, quant), raw_dtype=quant)
+            _add(w, f"blk.{i}.ffn_gate.weight", n_ff, n_embd, quant)
+            _add(w, f"blk.{i}.ffn_up.weight", n_ff, n_embd, quant)
+            _add(w, f"blk.{i}.ffn_down.weight", n_embd, n_ff, quant)
         w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-        w.add_tensor("output.weight", _raw(n_vocab, n_embd, Q.Q6_K), raw_dtype=Q.Q6_K)
+        if not tied:
+            _add(w, "output.weight", n_vocab, n_embd, Q.F16 if quant == Q.F16 else Q.Q6_K)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -11,6 +11,7 @@ from desktop_app.core.quantize import quantize
 
 CACHE = Path(os.environ.get("QUANTDESK_BENCH_CACHE", Path.home() / ".cache" / "quantdesk-bench"))
 QUANTS = ["Q4_1", "F16", "Q8_0", "Q4_K_M", "Q4_K_S"]
+PLANNED = ["Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
 
 
 def smollm2_quants(names: list[str] | None = None) -> dict[str, str]:

@@ -104,3 +104,22 @@ def test_prediction_and_parse_speed(tmp_path, machine):
     print(f"\nparse a 50k-vocab header: {parse_ms:.1f} ms; one prediction (with auto layers and max context): "
           f"{predict_ms:.2f} ms")  # fmt: skip
     assert parse_ms < 100 and predict_ms < 5
+
+
+def test_predicted_quant_sizes_against_the_quantizer():
+    import os
+
+    from desktop_app.core.memory.quant_plan import plan_for_headers
+    from tests.benchmarks.quants import PLANNED
+
+    quants = smollm2_quants(PLANNED)
+    f16 = read_gguf_header(quants["F16"])
+    print("\nquant    predicted bytes   quantizer wrote   error")
+    worst = 0.0
+    for q in PLANNED:
+        predicted = plan_for_headers([f16], q).file_bytes
+        real = os.path.getsize(quants[q])
+        worst = max(worst, abs(predicted - real) / real)
+        print(f"{q:7} {predicted:16,} {real:17,}   {(predicted - real) / real * 100:+.4f}%")
+    print(f"worst {worst * 100:.4f}% (target < 0.1%)")
+    assert worst < 0.001
