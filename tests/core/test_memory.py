@@ -174,3 +174,52 @@ def test_measuring_a_broken_file_is_a_clear_error(tmp_path):
     bad.write_text("not a model")
     with pytest.raises(MeasureError, match="Could not measure"):
         measure_allocations(str(bad), n_ctx=512, no_alloc=True)
+
+
+def _recorded(name: str) -> Machine:
+    import json
+    import pathlib
+
+    from desktop_app.core.hardware import HardwareInfo
+
+    data = json.loads((pathlib.Path(__file__).parents[1] / "data" / "hardware" / f"{name}.json").read_text())
+    return Machine.from_hardware(HardwareInfo.from_dict(data))
+
+
+def test_recorded_cuda_machine_runs_8b_q4_fully_on_the_gpu(llama8b):
+    m = _recorded("rtx4070-cuda")
+    assert (m.gpu_backend, m.vram_free_bytes, m.has_gpu) == ("CUDA", 12303400960, True)
+    p = Predictor(llama8b, m).predict(RunSettings(n_ctx=8192))
+    assert p.verdict == "full_gpu" and p.n_gpu_layers == 33
+    assert p.ram.weights_bytes == Predictor(llama8b, m)._m.input_bytes  # only token embeddings in RAM
+    assert p.vram.overhead_bytes > 0  # the CUDA context
+    assert "Fits entirely on your GPU (NVIDIA GeForce RTX 4070)" in verdict_sentence(p, gpu_name=m.gpu_name)
+
+
+def test_recorded_mac_shares_memory_between_cpu_and_gpu(llama8b):
+    m = _recorded("m2-metal")
+    assert m.unified_memory and m.gpu_backend == "Metal"
+    p = Predictor(llama8b, m).predict(RunSettings(n_ctx=4096))
+    assert p.verdict in ("full_gpu", "partial_gpu")
+    assert p.vram.needed_bytes + p.ram.needed_bytes <= m.ram_available_bytes
+
+
+def test_recorded_gpu_without_a_gpu_build_runs_on_the_cpu(llama8b):
+    m = _recorded("gtx1650-cpu-build")
+    assert not m.has_gpu  # the build cannot offload, whatever NVML says
+    p = Predictor(llama8b, m).predict(RunSettings(n_ctx=4096))
+    assert p.n_gpu_layers == 0 and p.verdict == "cpu_only"
+
+
+def test_measurements_are_kept_beside_predictions(starter_path):
+    from desktop_app.core.memory.history import MeasurementStore, measure_and_record, model_fingerprint
+
+    settings = RunSettings(n_ctx=512)
+    predicted = Predictor(model_shape([read_gguf_header(starter_path)]), CPU).predict(settings)
+    rec = measure_and_record(starter_path, settings, predicted)
+    store = MeasurementStore()
+    last = store.last_for(model_fingerprint(starter_path))
+    assert last is not None and last.created_at == rec.created_at
+    assert last.measured["weights_bytes"] == pytest.approx(last.predicted["weights_bytes"], rel=0.005)
+    assert last.llama_cpp_version == "0.3.36"
+    assert store.last_for("no-such-model") is None

@@ -67,3 +67,18 @@ class HardwareInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HardwareInfo:
+        """Rebuild from :meth:`to_dict` output (or `quantdesk hardware --json` recorded elsewhere)."""
+        ll = dict(d["llama_cpp"])
+        ll["devices"] = [LlamaDevice(**x) for x in ll.get("devices", [])]
+        known = {f for f in LlamaCppInfo.__dataclass_fields__}
+        return cls(
+            cpu=CpuInfo(**d["cpu"]),
+            ram=RamInfo(**d["ram"]),
+            gpus=[GpuInfo(**g) for g in d.get("gpus", [])],
+            llama_cpp=LlamaCppInfo(**{k: v for k, v in ll.items() if k in known}),
+            os=d.get("os", ""),
+            notes=list(d.get("notes", [])),
+        )

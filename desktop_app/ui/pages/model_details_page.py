@@ -21,12 +21,16 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import create_worker
 
-from desktop_app.core.gguf import ModelInfo
+from desktop_app.core.gguf import ModelInfo, read_model_headers
 from desktop_app.core.library import LibraryEntry
+from desktop_app.core.memory import Machine, model_shape
+from desktop_app.core.memory.history import MeasurementStore, measure_and_record, model_fingerprint
 from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager
+from desktop_app.ui.fit_panel import FitPanel
 from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted
 
 
@@ -82,6 +86,13 @@ def architecture_rows(i: ModelInfo) -> list[tuple[str, str]]:
         rows.append(("Sliding window", f"{i.sliding_window:,} tokens"))
     rows.append(("File", f"GGUF v{i.gguf_version}, {i.n_shards} part{'s' if i.n_shards > 1 else ''}"))
     return rows
+
+
+def _read_for_fit(path: str):
+    """Worker body: the model's shape, its fingerprint and the last measurement of it."""
+    shape = model_shape(read_model_headers(path))
+    fingerprint = model_fingerprint(path)
+    return shape, fingerprint, MeasurementStore().last_for(fingerprint)
 
 
 class ModelDetailsPage(QWidget):
@@ -154,9 +165,11 @@ class ModelDetailsPage(QWidget):
         )
         split.addWidget(self.mix_card)
         split.setSizes([520, 560])
-        cl.addWidget(split, 3)
 
         self.tabs = QTabWidget()
+        self.fit_panel = FitPanel()
+        self.tabs.addTab(self.fit_panel, "Will it fit?")
+        self.tabs.addTab(split, "Architecture and tensors")
         self.template = QPlainTextEdit()
         self.template.setReadOnly(True)
         self.template.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -182,7 +195,7 @@ class ModelDetailsPage(QWidget):
         self.meta_view.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         ml.addWidget(self.meta_view)
         self.tabs.addTab(meta, "All metadata")
-        cl.addWidget(self.tabs, 2)
+        cl.addWidget(self.tabs, 1)
         layout.addWidget(self.content, 1)
 
         self.meta_filter.textChanged.connect(self.meta_proxy.setFilterFixedString)
@@ -191,6 +204,12 @@ class ModelDetailsPage(QWidget):
         self.picker.activated.connect(self._picked)
         ctx.library_changed.connect(self._fill_picker)
         ctx.selected_model_changed.connect(self.show_entry)
+        ctx.hardware_changed.connect(lambda _hw: self._apply_fit())
+        self.fit_panel.measure_requested.connect(self._measure)
+        self._shape_for: str | None = None  # entry id whose header the fit panel shows
+        self._shape = None
+        self._fingerprint = ""
+        self._measuring = False
         self._fill_picker()
         self.show_entry(ctx.selected)
 
@@ -245,6 +264,59 @@ class ModelDetailsPage(QWidget):
             row = [QStandardItem(m.key), QStandardItem(m.type), QStandardItem(m.value)]
             row[2].setToolTip(m.value)
             self.meta_model.appendRow(row)
+        self._load_shape(e)
+
+    # -- fit panel -------------------------------------------------------------------------------
+    def _load_shape(self, entry: LibraryEntry) -> None:
+        """Read the header(s) again for the predictor, off the GUI thread."""
+        if self._shape_for == entry.id:
+            return
+        self._shape_for = entry.id
+        self._shape = None
+        self.fit_panel.set_model(None, None)
+        self.fit_panel.show_measurement(None)
+        worker = create_worker(_read_for_fit, entry.id, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result, eid=entry.id: self._shape_ready(eid, result))
+        worker.errored.connect(lambda exc: self.ctx.notify(f"Could not read {entry.file_name}: {exc}", "error"))
+        worker.start()
+
+    def _shape_ready(self, entry_id: str, result) -> None:
+        if entry_id != self._shape_for:
+            return  # the user moved on to another model
+        self._shape, self._fingerprint, last = result
+        self.fit_panel.show_measurement(last)
+        self._apply_fit()
+
+    def _apply_fit(self) -> None:
+        hw = self.ctx.hardware
+        if self._shape is not None and hw is not None:
+            self.fit_panel.set_model(self._shape, Machine.from_hardware(hw))
+
+    def _measure(self, settings) -> None:
+        if self._measuring or self.entry is None or self.fit_panel.prediction is None:
+            return
+        self._measuring = True
+        self.fit_panel.measure_button.setEnabled(False)
+        self.fit_panel.measure_button.setText("Measuring…")
+        entry_id = self.entry.id
+        worker = create_worker(
+            measure_and_record, entry_id, settings, self.fit_panel.prediction, _start_thread=False, _ignore_errors=True
+        )
+        worker.returned.connect(
+            lambda rec: self.fit_panel.show_measurement(rec) if entry_id == self._shape_for else None
+        )
+        worker.errored.connect(lambda exc: self.ctx.notify(str(exc), "error"))
+        worker.finished.connect(self._measure_done)
+        worker.start()
+
+    def _measured(self, entry_id: str, rec) -> None:
+        if entry_id == self._shape_for:
+            self.fit_panel.show_measurement(rec)
+
+    def _measure_done(self) -> None:
+        self._measuring = False
+        self.fit_panel.measure_button.setEnabled(True)
+        self.fit_panel.measure_button.setText("Measure with llama.cpp")
 
     def _fill_mix(self, i: ModelInfo) -> None:
         total = i.tensor_bytes or 1
