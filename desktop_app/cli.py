@@ -138,11 +138,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from desktop_app.core.errors import QuantDeskError
     from desktop_app.core.hardware import detect_hardware
     from desktop_app.core.memory import Machine, Predictor, RunSettings
-    from desktop_app.core.memory.explain import verdict_sentence
-    from desktop_app.core.memory.source import load_model_shape
+    from desktop_app.core.memory.explain import largest_fitting_quant, verdict_sentence
+    from desktop_app.core.memory.source import load_model
 
     try:
-        shape, source = load_model_shape(args.model)
+        shape, source, fetched = load_model(args.model)
     except (QuantDeskError, OSError) as exc:
         print(f"quantdesk fit: {exc}", file=sys.stderr)
         return 2
@@ -156,7 +156,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         n_ubatch=args.ubatch,
     )
     p = Predictor(shape, machine).predict(settings)
-    sentence = verdict_sentence(p, gpu_name=machine.gpu_name)
+    smaller = largest_fitting_quant(shape, machine, settings) if p.verdict == "too_large" else None
+    sentence = verdict_sentence(p, gpu_name=machine.gpu_name, smaller_quant=smaller)
     if args.json:
         _emit(
             {
@@ -167,6 +168,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     "n_layers": shape.n_layer,
                     "file_type": shape.file_type,
                     "file_bytes": shape.file_bytes,
+                    "header_bytes_fetched": fetched,
                 },
                 "settings": {
                     "n_ctx": p.n_ctx,
@@ -181,6 +183,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 "verdict": p.verdict,
                 "max_ctx": p.max_ctx,
                 "summary": sentence,
+                "smaller_quant_that_fits": smaller,
                 "approximate": p.approximate,
                 "notes": p.notes,
             }

@@ -89,7 +89,8 @@ def test_fit_json_has_the_contract_keys(starter_path):
     out = quantdesk("fit", starter_path, "--ctx", "4096", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["model"] == {
+    assert data["model"] | {"header_bytes_fetched": None} == {
+        "header_bytes_fetched": None,
         "source": starter_path,
         "architecture": "llama",
         "n_params": 134_515_008,
@@ -113,3 +114,17 @@ def test_fit_says_what_is_wrong_with_bad_input(tmp_path):
     bad.write_text("<html>")
     out = quantdesk("fit", str(bad))
     assert out.returncode == 2 and "not a GGUF model" in out.stderr
+
+
+def test_fit_of_a_model_too_large_for_this_machine(tmp_path):
+    from tests.gguf_factory import Q, write_model_header
+
+    # a 400B-parameter F16 header (sparse file: no disk used) cannot fit any laptop or CI machine
+    big = write_model_header(tmp_path / "huge-f16.gguf", n_layers=126, n_vocab=128256, n_embd=16384, n_head=128,
+                             n_head_kv=8, n_ff=53248, quant=Q.F16)  # fmt: skip
+    out = quantdesk("fit", str(big), "--ctx", "4096", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["verdict"] == "too_large" and data["max_ctx"] is None
+    assert data["summary"].startswith("Needs ") and "more RAM" in data["summary"]
+    assert data["model"]["header_bytes_fetched"] is None

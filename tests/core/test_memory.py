@@ -119,6 +119,18 @@ def test_too_large_says_what_would_fit(llama8b):
     assert text.startswith("Needs ") and "more RAM" in text and "Q3_K_S" in text
 
 
+def test_suggests_the_largest_quant_that_fits(tmp_path):
+    from desktop_app.core.memory.explain import largest_fitting_quant
+
+    f16 = model_shape([read_gguf_header(write_model_header(tmp_path / "f16.gguf", n_layers=32, n_vocab=128256,
+                       n_embd=4096, n_head=32, n_head_kv=8, n_ff=14336, quant=Q.F16))])  # fmt: skip
+    laptop = Machine(ram_available_bytes=7 * GiB, ram_total_bytes=16 * GiB, cpu_features=("AVX2",))
+    s = RunSettings(n_ctx=4096)
+    assert Predictor(f16, laptop).predict(s).verdict == "too_large"
+    assert largest_fitting_quant(f16, laptop, s) == "Q5_K_M"  # Q8_0 (8.5 GB) and Q6_K (6.6 GB) do not fit
+    assert largest_fitting_quant(f16, Machine(ram_available_bytes=2 * GiB, ram_total_bytes=4 * GiB), s) is None
+
+
 def test_max_ctx_is_the_largest_that_fits(llama8b):
     m = Machine(ram_available_bytes=6 * GiB, ram_total_bytes=8 * GiB, cpu_features=("AVX2",))
     pr = Predictor(llama8b, m)

@@ -97,3 +97,14 @@ def test_unknown_quant_names_are_refused(smollm2_f16):
         plan_quant(model_shape([read_gguf_header(smollm2_f16)]), "IQ2_XS", header_bytes=0)
     with pytest.raises(QuantizeError, match="Unknown quant"):
         quantize(smollm2_f16, "/nonexistent/x.gguf", "Q9_Z")
+
+
+def test_tensor_index_settles_tied_embeddings():
+    config = {
+        "architectures": ["Qwen2ForCausalLM"], "hidden_size": 512, "intermediate_size": 1536,
+        "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000,
+    }  # fmt: skip
+    untied, _ = shape_from_hf_config(config, {"lm_head.weight": "model.safetensors"})
+    tied, _ = shape_from_hf_config(config, {"model.embed_tokens.weight": "model.safetensors"})
+    assert not untied.tied_embeddings and any(t.name == "output.weight" for t in untied.tensors)
+    assert tied.tied_embeddings and not any(t.name == "output.weight" for t in tied.tensors)

@@ -14,6 +14,24 @@ COMPONENT_WORDS = {
 }
 
 
+SUGGESTED_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "Q3_K_M", "Q2_K")
+
+
+def largest_fitting_quant(shape, machine, settings) -> str | None:
+    """The largest standard quant of this model, smaller than it, that fits with ``settings``."""
+    from desktop_app.core.memory.predictor import Predictor
+    from desktop_app.core.memory.quant_plan import shape_for_quant
+
+    header = max(shape.file_bytes - sum(t.n_bytes for t in shape.tensors), 0)
+    for q in SUGGESTED_QUANTS:
+        planned, _plan = shape_for_quant(shape, q, header_bytes=header)
+        if planned.file_bytes >= shape.file_bytes:
+            continue
+        if Predictor(planned, machine).predict(settings, with_max_ctx=False).verdict != "too_large":
+            return q
+    return None
+
+
 def ctx_words(n_ctx: int) -> str:
     return f"{n_ctx // 1024}k context" if n_ctx % 1024 == 0 and n_ctx >= 1024 else f"{n_ctx:,}-token context"
 

@@ -32,8 +32,11 @@ def _t(name: str, ne: tuple[int, ...], layer: int | None) -> WeightTensor:
     return WeightTensor(name, layer, type_id, ne, n // t.block_size * t.type_size)
 
 
-def shape_from_hf_config(config: dict) -> tuple[ModelShape, int]:
+def shape_from_hf_config(config: dict, weight_map: dict | None = None) -> tuple[ModelShape, int]:
     """(F16 ModelShape, estimated GGUF header bytes) for a transformers config.
+
+    ``weight_map`` (from model.safetensors.index.json) settles whether the output matrix is tied
+    to the embeddings when the config does not say.
 
     Raises:
         ValueError: an architecture this does not know how to lay out.
@@ -53,6 +56,8 @@ def shape_from_hf_config(config: dict) -> tuple[ModelShape, int]:
     hd = int(config.get("head_dim") or e // h)
     vocab = int(config["vocab_size"])
     tied = bool(config.get("tie_word_embeddings", False))
+    if weight_map is not None:
+        tied = "lm_head.weight" not in weight_map
     tensors = [_t("token_embd.weight", (e, vocab), None)]
     for i in range(n_layer):
         b = f"blk.{i}."

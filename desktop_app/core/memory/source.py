@@ -16,7 +16,13 @@ def is_hub_reference(model: str) -> bool:
 
 
 def load_model_shape(model: str) -> tuple[ModelShape, str]:
-    """The shape of ``model`` and a description of where it came from.
+    """The shape of ``model`` and where it came from (see :func:`load_model`)."""
+    shape, source, _fetched = load_model(model)
+    return shape, source
+
+
+def load_model(model: str) -> tuple[ModelShape, str, int | None]:
+    """The shape of ``model``, where it came from, and the header bytes fetched (None when local).
 
     Raises:
         FileNotFoundError, GGUFError: a local file is missing or unreadable.
@@ -27,9 +33,9 @@ def load_model_shape(model: str) -> tuple[ModelShape, str]:
 
         m = HUB_RE.match(model)
         remote = fetch_model_headers(m.group("repo"), m.group("file"))
-        return model_shape(remote.headers), f"hf://{m.group('repo')}/{remote.filename}"
+        return model_shape(remote.headers), f"hf://{m.group('repo')}/{remote.filename}", remote.bytes_fetched
     if not os.path.exists(model):
         raise FileNotFoundError(
             f"No such file: {model}. Give a .gguf path, or owner/repo[:file] for a model on the Hub."
         )
-    return model_shape(read_model_headers(model)), os.path.abspath(model)
+    return model_shape(read_model_headers(model)), os.path.abspath(model), None
