@@ -128,3 +128,32 @@ def test_fit_of_a_model_too_large_for_this_machine(tmp_path):
     assert data["verdict"] == "too_large" and data["max_ctx"] is None
     assert data["summary"].startswith("Needs ") and "more RAM" in data["summary"]
     assert data["model"]["header_bytes_fetched"] is None
+
+
+def test_chat_json_has_the_contract_keys(starter_path):
+    out = quantdesk("chat", starter_path, "--prompt", "Name three colors.", "--temperature", "0", "--max-tokens",
+                    "16", "--seed", "1", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"text", "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s"}
+    assert data["text"] and 0 < data["completion_tokens"] <= 16 and data["prompt_tokens"] > 0
+    assert data["ttft_s"] > 0 and data["tokens_per_s"] > 0
+
+
+def test_interactive_chat_in_the_terminal(starter_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "chat", starter_path, "--temperature", "0", "--max-tokens", "12"],
+        input="Hello!\n/reset\nWhat is 2+2?\n/exit\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("you> ") == 4
+    assert proc.stderr.count("tokens/s") == 2
+
+
+def test_chat_refuses_missing_and_bad_files(tmp_path):
+    out = quantdesk("chat", str(tmp_path / "nope.gguf"), "--prompt", "hi")
+    assert out.returncode == 2 and "no such file" in out.stderr
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("<html>")
+    out = quantdesk("chat", str(bad), "--prompt", "hi")
+    assert out.returncode == 2 and "not a GGUF model" in out.stderr

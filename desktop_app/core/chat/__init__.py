@@ -1,0 +1,1 @@
+"""Conversations: storage (SQLite), export and import."""

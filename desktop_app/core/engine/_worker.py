@@ -1,0 +1,181 @@
+"""The engine's child process: llama.cpp (through llama-cpp-python) behind a pipe.
+
+Requests arrive on stdin as JSON lines ``[kind, payload]``; answers go back the same way on the
+original stdout (fd 1 is pointed at stderr, so nothing llama.cpp prints can corrupt them). It is
+started with ``python -m`` rather than multiprocessing so no parent ``__main__`` is re-run. A
+reader thread takes
+"stop" at once (so a long answer stops at the next token) and queues everything else. If
+llama.cpp aborts or the OS kills this process, the app sees the pipe close and says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Any
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
+KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+
+
+def run() -> None:
+    """Entry point of the child process."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # stray prints (from llama.cpp or Python) go to stderr, not into the protocol
+    stop = threading.Event()
+    inbox: queue.Queue = queue.Queue()
+    send_lock = threading.Lock()
+
+    def send(kind: str, payload: dict[str, Any]) -> None:
+        line = json.dumps([kind, payload])
+        with send_lock:
+            out.write(line + "\n")
+            out.flush()
+
+    def reader() -> None:
+        for line in sys.stdin:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg[0] == "stop":
+                stop.set()
+            else:
+                inbox.put(msg)
+        os._exit(0)  # the app went away: nothing left to do
+
+    threading.Thread(target=reader, name="engine-reader", daemon=True).start()
+    state: dict[str, Any] = {"llm": None, "log": []}
+    send("ready", {"pid": os.getpid()})
+    while True:
+        kind, payload = inbox.get()
+        try:
+            if kind == "load":
+                _load(state, payload, send)
+            elif kind == "unload":
+                _unload(state)
+                send("unloaded", {})
+            elif kind == "chat":
+                stop.clear()
+                _chat(state, payload, send, stop)
+            elif kind == "tokenize":
+                llm = state["llm"]
+                send(
+                    "tokens", {"id": payload["id"], "count": len(llm.tokenize(payload["text"].encode(), special=True))}
+                )
+            elif kind == "exit":
+                _unload(state)
+                send("bye", {})
+                return
+        except Exception as exc:  # report and keep serving; the app decides what to do
+            send("error", {"id": payload.get("id"), "request": kind, "message": f"{type(exc).__name__}: {exc}"})
+
+
+def _unload(state: dict) -> None:
+    llm = state.get("llm")
+    if llm is not None:
+        llm.close()
+    state["llm"] = None
+
+
+def _load(state: dict, p: dict, send) -> None:
+    import llama_cpp
+
+    _unload(state)
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def on_log(level, text, user_data):
+        lines.append(text.decode("utf-8", "replace"))
+
+    state["log_cb"] = on_log  # keep the callback alive
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    t0 = time.perf_counter()
+    kv = KV_TYPES.get(p.get("kv_type", "f16"), 1)
+    fa = {"auto": -1, "off": 0, "on": 1}[p.get("flash_attn", "auto")]
+    kwargs = dict(
+        model_path=p["path"],
+        n_ctx=p["n_ctx"],
+        n_gpu_layers=p.get("n_gpu_layers", 0),
+        n_batch=p.get("n_batch", 2048),
+        n_ubatch=p.get("n_ubatch", 512),
+        use_mmap=p.get("mmap", True),
+        seed=p.get("seed", 0xFFFFFFFF),
+        type_k=kv,
+        type_v=kv,
+        swa_full=False,
+        verbose=False,
+    )
+    if p.get("n_threads"):
+        kwargs["n_threads"] = p["n_threads"]
+    # Llama() takes a bool; "auto" resolves to on, as llama.cpp's own probe does on CPU/CUDA/Metal/Vulkan
+    kwargs["flash_attn"] = fa != 0
+    if not p.get("has_template", True):
+        kwargs["chat_format"] = "chatml"  # no template in the file: a common, documented fallback
+    llm = llama_cpp.Llama(**kwargs)
+    state["llm"] = llm
+    send(
+        "loaded",
+        {
+            "path": p["path"],
+            "n_ctx": llm.n_ctx(),
+            "chat_format": llm.chat_format or "",
+            "load_s": time.perf_counter() - t0,
+            "log": "".join(lines),
+        },
+    )
+
+
+def _chat(state: dict, p: dict, send, stop: threading.Event) -> None:
+    llm = state["llm"]
+    rid = p["id"]
+    if llm is None:
+        send("error", {"id": rid, "request": "chat", "message": "No model is loaded."})
+        return
+    sampling = {k: p[k] for k in SAMPLING_KEYS if p.get(k) is not None}
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    stopped = False
+    finish = "stop"
+    stream = llm.create_chat_completion(messages=p["messages"], stream=True, **sampling)
+    try:
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice["delta"].get("content")
+            if text:
+                if first is None:
+                    first = time.perf_counter()
+                n += 1
+                send("token", {"id": rid, "text": text})
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+            if stop.is_set():
+                stopped = True
+                break
+    finally:
+        stream.close()
+    end = time.perf_counter()
+    gen_s = end - (first or end)
+    send(
+        "done",
+        {
+            "id": rid,
+            "prompt_tokens": max(llm.n_tokens - n, 0),
+            "completion_tokens": n,
+            "ttft_s": (first or end) - t0,
+            "tokens_per_s": (n - 1) / gen_s if n > 1 and gen_s > 0 else 0.0,
+            "total_s": end - t0,
+            "stopped": stopped,
+            "finish_reason": "stopped" if stopped else finish,
+        },
+    )
+
+
+if __name__ == "__main__":
+    run()

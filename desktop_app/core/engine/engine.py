@@ -1,0 +1,272 @@
+"""The engine: llama.cpp in a child process the app owns, talked to over a pipe.
+
+Qt-free. Requests are non-blocking; what the child says comes back as :class:`EngineEvent`s to
+one listener (the UI adapts them to signals; the CLI reads them from a queue). If the child dies
+— llama.cpp abort, segfault, the OOM killer — the listener gets a ``died`` event with the reason,
+and a new child can be started; nothing in the app's process is lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from desktop_app.core.child import child_command, child_env
+from desktop_app.core.errors import QuantDeskError
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class EngineError(QuantDeskError):
+    """The engine could not do what was asked (no model, load failed, it died)."""
+
+
+@dataclass
+class EngineEvent:
+    kind: str  # ready | loaded | unloaded | token | done | error | tokens | died
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> int | None:
+        return self.data.get("id")
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 1024
+    seed: int | None = None
+
+
+PRESETS = {
+    "Precise": Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0),
+    "Balanced": Sampling(),
+    "Creative": Sampling(temperature=1.0, top_p=0.98, top_k=100, min_p=0.02, repeat_penalty=1.05),
+}
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {
+            "SIGKILL": " (killed, most often by the system when memory runs out)",
+            "SIGSEGV": " (a crash inside llama.cpp)",
+            "SIGABRT": " (llama.cpp aborted)",
+        }.get(name, "")
+        return f"was stopped by {name}{hint}"
+    return f"exited with code {code}"
+
+
+class Engine:
+    """One llama.cpp child process. Not thread-safe for requests: call from one thread."""
+
+    def __init__(self, listener: Callable[[EngineEvent], None]) -> None:
+        self._listener = listener
+        self._proc: subprocess.Popen | None = None
+        self._send_lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._closing = False
+        self.loaded: dict[str, Any] | None = None  # what the child reported when the model loaded
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def kill(self) -> None:
+        """Kill the child outright (tests; what the OOM killer would do)."""
+        if self._proc is not None:
+            self._proc.kill()
+
+    def start(self) -> None:
+        if self.alive:
+            return
+        if self._proc is not None:  # a dead child: release its pipes before starting anew
+            self._release(self._proc)
+        self._closing = False
+        self.loaded = None
+        self.stderr_tail.clear()
+        self._proc = subprocess.Popen(
+            child_command("desktop_app.core.engine._worker"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self._proc,), name="engine-events", daemon=True)
+        self._reader.start()
+        threading.Thread(target=self._drain_stderr, args=(self._proc,), name="engine-stderr", daemon=True).start()
+
+    def _drain_stderr(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            line = line.rstrip()
+            if line:
+                self.stderr_tail.append(line)
+                log.debug("engine: %s", line)
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            try:
+                kind, data = json.loads(line)
+            except ValueError:
+                continue
+            if kind == "loaded":
+                self.loaded = data
+            self._listener(EngineEvent(kind, data))
+            if kind == "bye":
+                break
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if not self._closing and proc is self._proc:
+            self.loaded = None
+            last = self.stderr_tail[-1] if self.stderr_tail else ""
+            msg = f"The engine {_describe_exit(code)}." + (f" Its last words: {last}" if last else "")
+            self._listener(EngineEvent("died", {"message": msg, "exitcode": code}))
+
+    def _send(self, kind: str, payload: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise EngineError("The engine is not running. Load a model first.")
+        try:
+            with self._send_lock:
+                proc.stdin.write(json.dumps([kind, payload]) + "\n")
+                proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            raise EngineError(f"The engine stopped answering ({exc}).") from exc
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the child: ask, then terminate, then kill."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._closing = True
+        try:
+            self._send("stop", {})
+            self._send("exit", {})
+        except EngineError:
+            pass
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2)
+        self._release(proc)
+        self._proc = None
+        self.loaded = None
+
+    @staticmethod
+    def _release(proc: subprocess.Popen) -> None:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+
+    # -- requests ------------------------------------------------------------------------------
+    def load(self, path: str, *, n_ctx: int, n_gpu_layers: int = 0, kv_type: str = "f16", flash_attn: str = "auto",
+             n_threads: int | None = None, mmap: bool = True, seed: int | None = None,
+             has_template: bool = True) -> None:  # fmt: skip
+        self.start()
+        payload = dict(path=path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, kv_type=kv_type, flash_attn=flash_attn,
+                       n_threads=n_threads, mmap=mmap, has_template=has_template)  # fmt: skip
+        if seed is not None:
+            payload["seed"] = seed
+        self._send("load", payload)
+
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> int:
+        """Start an answer; returns the request id its token/done/error events carry."""
+        rid = next(_ids)
+        payload: dict[str, Any] = {"id": rid, "messages": messages}
+        payload.update({k: v for k, v in sampling.__dict__.items() if v is not None})
+        self._send("chat", payload)
+        return rid
+
+    def stop(self) -> None:
+        """Stop the answer being generated (at the next token)."""
+        try:
+            self._send("stop", {})
+        except EngineError:
+            pass
+
+    def count_tokens(self, text: str) -> int:
+        rid = next(_ids)
+        self._send("tokenize", {"id": rid, "text": text})
+        return rid
+
+    def unload(self) -> None:
+        if self.alive:
+            self._send("unload", {})
+
+
+class SyncEngine:
+    """A blocking wrapper for the command line and tests."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[EngineEvent] = queue.Queue()
+        self.engine = Engine(self.events.put)
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.engine.close()
+
+    def _wait(self, kinds: set[str], rid: int | None = None, timeout: float = 600) -> EngineEvent:
+        while True:
+            try:
+                ev = self.events.get(timeout=timeout)
+            except queue.Empty:
+                raise EngineError("The engine did not answer in time.") from None
+            if ev.kind == "died":
+                raise EngineError(ev.data["message"])
+            if ev.kind == "error" and (rid is None or ev.request_id in (rid, None)):
+                raise EngineError(ev.data["message"])
+            if ev.kind in kinds and (rid is None or ev.request_id == rid):
+                return ev
+
+    def load(self, path: str, **kw) -> dict[str, Any]:
+        self.engine.load(path, **kw)
+        return self._wait({"loaded"}).data
+
+    def stream(self, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[EngineEvent]:
+        """Yields token events, then the done event."""
+        rid = self.engine.chat(messages, sampling)
+        while True:
+            ev = self._wait({"token", "done"}, rid)
+            yield ev
+            if ev.kind == "done":
+                return
