@@ -45,6 +45,7 @@ class ScreenshotRunner(QObject):
         self.failed = ""
         self._hw = window.ctx.hardware is not None
         self._lib = False
+        self._chatted = False
         window.ctx.hardware_changed.connect(self._hardware_ready)
         window.ctx.hardware_failed.connect(self._hardware_ready)
         window.ctx.scan_finished.connect(self._library_ready)
@@ -74,6 +75,17 @@ class ScreenshotRunner(QObject):
             QApplication.instance().quit()
             return
         self.window.show_page(index)
+        if PAGE_KEYS[index] == "chat" and not self._chatted:
+            self._chatted = True
+            chat = self.window.chat_page
+            if chat.model_combo.count():
+                chat.answer_finished.connect(lambda: QTimer.singleShot(150, lambda: self._grab(index)))
+                chat.new_conversation()
+                chat.preset.setCurrentText("Precise")
+                chat.max_tokens.setValue(120)
+                chat.input.setPlainText("Write a Python function that adds two numbers, with a short explanation.")
+                chat.send()
+                return
         # let layouts settle for one event-loop turn before grabbing
         QTimer.singleShot(150, lambda: self._grab(index))
 

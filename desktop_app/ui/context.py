@@ -90,7 +90,11 @@ class AppContext(QObject):
             self._io_done.emit(on_done, result)
             return result
 
-        return self._io.submit(job)
+        try:
+            return self._io.submit(job)
+        except RuntimeError:  # shutting down: do it now rather than lose it
+            job()
+            return None
 
     def _deliver_io(self, callback, result) -> None:
         if callback is not None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from desktop_app import __version__
 from desktop_app.ui.context import AppContext, Message
 from desktop_app.ui.monitor import ResourceMonitor
+from desktop_app.ui.pages.chat_page import ChatPage
 from desktop_app.ui.pages.hardware_page import HardwarePage
 from desktop_app.ui.pages.model_details_page import ModelDetailsPage
 from desktop_app.ui.pages.models_page import ModelsPage
@@ -27,7 +28,8 @@ from desktop_app.ui.pages.settings_page import SettingsPage
 from desktop_app.ui.theme import apply_theme
 from desktop_app.ui.widgets import MessageBar
 
-PAGE_KEYS = ["hardware", "models", "model_details", "settings"]
+PAGE_KEYS = ["hardware", "models", "model_details", "chat", "settings"]
+CHAT_PAGE = 3
 
 
 class MainWindow(QMainWindow):
@@ -60,14 +62,16 @@ class MainWindow(QMainWindow):
         self.hardware_page = HardwarePage(ctx)
         self.models_page = ModelsPage(ctx)
         self.details_page = ModelDetailsPage(ctx)
+        self.chat_page = ChatPage(ctx)
         self.settings_page = SettingsPage(ctx)
         icons = [
             QStyle.StandardPixmap.SP_ComputerIcon,
             QStyle.StandardPixmap.SP_DirIcon,
             QStyle.StandardPixmap.SP_FileDialogDetailedView,
+            QStyle.StandardPixmap.SP_MessageBoxQuestion,
             QStyle.StandardPixmap.SP_FileDialogInfoView,
         ]
-        self.pages = [self.hardware_page, self.models_page, self.details_page, self.settings_page]
+        self.pages = [self.hardware_page, self.models_page, self.details_page, self.chat_page, self.settings_page]
         for n, (page, icon) in enumerate(zip(self.pages, icons, strict=True), start=1):
             self.stack.addWidget(page)
             item = QListWidgetItem(self.style().standardIcon(icon), page.title)
@@ -91,17 +95,17 @@ class MainWindow(QMainWindow):
             )
         )
 
-        page = 1
+        page = CHAT_PAGE  # a first launch goes straight to a chat with the starter model
         if restore_state:
             geometry = self.state.value("window/geometry")
             if isinstance(geometry, QByteArray):
                 self.restoreGeometry(geometry)
             else:
                 self.resize(1280, 800)
-            page = int(self.state.value("window/page", 1))
+            page = int(self.state.value("window/page", CHAT_PAGE))
         else:
             self.resize(1280, 800)
-        self.show_page(page if 0 <= page < len(self.pages) else 1)
+        self.show_page(page if 0 <= page < len(self.pages) else CHAT_PAGE)
         if ctx.startup_problem():
             ctx.notify(ctx.startup_problem(), "warning")
 
@@ -144,5 +148,6 @@ class MainWindow(QMainWindow):
         self.state.setValue("window/page", self.stack.currentIndex())
         self.state.sync()
         self.monitor.stop()
+        self.chat_page.shutdown()
         self.ctx.shutdown()
         super().closeEvent(event)

@@ -9,7 +9,7 @@ import pytest
 from desktop_app.core.engine import EngineError, Sampling, SyncEngine
 from desktop_app.core.memory.llama_log import parse_llama_log
 
-GREEDY = Sampling(temperature=0.0, max_tokens=24, seed=1)
+GREEDY = Sampling(temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, max_tokens=24, seed=1)
 ASK = [{"role": "user", "content": "Name three colors."}]
 
 
@@ -36,7 +36,8 @@ def test_greedy_answer_equals_plain_llama_cpp_python(engine, starter_path):
     text, done = _answer(engine, ASK, GREEDY)
     plain = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
     try:
-        ref = plain.create_chat_completion(messages=ASK, temperature=0.0, max_tokens=24, seed=1)
+        ref = plain.create_chat_completion(messages=ASK, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05,
+                                           repeat_penalty=1.0, max_tokens=24, seed=1)  # fmt: skip
     finally:
         plain.close()
     assert text == ref["choices"][0]["message"]["content"]

@@ -15,14 +15,17 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
         "Hardware",
         "Models",
         "Model details",
+        "Chat",
         "Settings",
     ]
     w.sidebar.setFocus()
     w.show_page(0)
     qtbot.keyClick(w.sidebar, Qt.Key.Key_Down)
     assert w.stack.currentWidget() is w.models_page
-    qtbot.keyClick(w, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w, Qt.Key.Key_5, Qt.KeyboardModifier.ControlModifier)
     assert w.stack.currentWidget() is w.settings_page
+    qtbot.keyClick(w, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentWidget() is w.chat_page
     qtbot.keyClick(w, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert w.current_page_key() == "hardware"
 
@@ -30,12 +33,18 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
 def test_page_and_geometry_survive_a_restart(make_window):
     w = make_window(start=False)
     w.resize(1100, 700)
-    w.show_page(3)
+    w.show_page(4)
     w.close()
     again = make_window(start=False)
     assert again.current_page_key() == "settings"
     # the offscreen screen is 800 px wide, so Qt clamps the width when restoring; the height is ours
     assert again.height() == 700
+
+
+def test_first_launch_opens_the_chat_with_the_starter_model(make_window):
+    w = make_window()
+    assert w.current_page_key() == "chat"
+    assert w.chat_page.model_combo.currentText().startswith("SmolLM2-135M-Instruct.Q4_1")
 
 
 def test_messages_appear_in_one_place_and_can_be_dismissed(make_window, qtbot):

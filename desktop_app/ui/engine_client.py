@@ -1,0 +1,60 @@
+"""The engine as Qt signals: what the child process says arrives on the GUI thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.core.engine import Engine, EngineError, EngineEvent, Sampling
+
+
+class EngineClient(QObject):
+    loaded = Signal(object)  # dict: path, n_ctx, chat_format, load_s, log
+    token = Signal(int, str)  # request id, text
+    finished = Signal(int, object)  # request id, stats dict
+    failed = Signal(object, str)  # request id or None, message
+    died = Signal(str)
+    _event = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._event.connect(self._dispatch)  # queued: emitted from the engine's reader thread
+        self.engine = Engine(self._event.emit)
+        self.busy_request: int | None = None
+
+    def _dispatch(self, ev: EngineEvent) -> None:
+        if ev.kind == "loaded":
+            self.loaded.emit(ev.data)
+        elif ev.kind == "token":
+            self.token.emit(ev.request_id, ev.data["text"])
+        elif ev.kind == "done":
+            if ev.request_id == self.busy_request:
+                self.busy_request = None
+            self.finished.emit(ev.request_id, ev.data)
+        elif ev.kind == "error":
+            if ev.request_id == self.busy_request:
+                self.busy_request = None
+            self.failed.emit(ev.request_id, ev.data.get("message", "unknown error"))
+        elif ev.kind == "died":
+            self.busy_request = None
+            self.died.emit(ev.data["message"])
+
+    def load(self, path: str, **settings) -> None:
+        self.engine.load(path, **settings)
+
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> int:
+        """Raises EngineError when the engine is not running."""
+        self.busy_request = self.engine.chat(messages, sampling)
+        return self.busy_request
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.engine.alive and self.engine.loaded is not None
+
+    def shutdown(self) -> None:
+        try:
+            self.engine.close()
+        except EngineError:
+            pass

@@ -1,0 +1,217 @@
+"""The Chat page with the real starter model in the real engine child process."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt, QUrl
+
+from desktop_app.core.chat.store import ChatStore
+
+TIMEOUT = 60_000
+
+
+def _page(make_window):
+    w = make_window()
+    page = w.chat_page
+    page.preset.setCurrentText("Precise")
+    page.max_tokens.setValue(24)
+    return w, page
+
+
+def _ask(qtbot, page, text: str) -> None:
+    page.input.setPlainText(text)
+    with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
+        qtbot.keyClick(page.input, Qt.Key.Key_Return)
+
+
+def test_first_message_loads_the_model_and_streams_an_answer(make_window, qtbot):
+    _w, page = _page(make_window)
+    tokens = []
+    page.engine.token.connect(lambda _rid, t: tokens.append(t))
+    _ask(qtbot, page, "Name three colors.")
+    assert page.engine.model_loaded and "loaded" in page.engine_status.text()
+    [user, answer] = page.conv.messages
+    assert user.content == "Name three colors." and answer.content == "".join(tokens) and len(tokens) > 1
+    st = answer.stat
+    assert st["completion_tokens"] == len(tokens) and st["ttft_s"] > 0 and st["tokens_per_s"] > 0
+    html = page.transcript.toHtml()
+    assert "tokens/s" in html and "first token after" in html
+    assert page.gauge.format().startswith(f"Context: {page.tokens_used:,} of 4,096")
+    assert page.template_label.text().startswith("Chat template: the model's own")
+    saved = ChatStore().load(page.conv.id)  # written to SQLite, model recorded
+    assert saved.messages[1].content == answer.content
+    assert saved.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and saved.quant == "Q4_1"
+    assert saved.llama_cpp_version == "0.3.36" and saved.model_fingerprint
+
+
+def test_shift_enter_is_a_new_line_and_escape_stops(make_window, qtbot):
+    _w, page = _page(make_window)
+    page.input.setPlainText("line one")
+    page.input.moveCursor(page.input.textCursor().MoveOperation.End)
+    qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert page.input.toPlainText() == "line one\n" and page.conv is None
+    page.max_tokens.setValue(400)
+    page.preset.setCurrentText("Balanced")
+    page.max_tokens.setValue(400)
+    page.input.setPlainText("Tell a very long story about a dragon and a knight.")
+    with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
+        qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    assert page.stop_button.isEnabled()
+    with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
+        qtbot.keyClick(page.input, Qt.Key.Key_Escape)
+    answer = page.conv.messages[-1]
+    assert answer.stat["stopped"] and answer.stat["completion_tokens"] < 400 and answer.content
+
+
+def test_regenerate_keeps_earlier_answers_to_flip_between(make_window, qtbot):
+    _w, page = _page(make_window)
+    _ask(qtbot, page, "Say hello.")
+    first = page.conv.messages[1].content
+    page.preset.setCurrentText("Creative")
+    page.max_tokens.setValue(24)
+    page.seed.setValue(7)
+    with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
+        qtbot.mouseClick(page.regenerate_button, Qt.MouseButton.LeftButton)
+    msg = page.conv.messages[1]
+    assert len(page.conv.messages) == 2 and len(msg.variants) == 2 and msg.chosen == 1
+    assert msg.variants[0] == first
+    assert "2/2" in page.transcript.toPlainText()
+    page._link(QUrl("prev:1"))
+    assert msg.chosen == 0 and msg.content == first
+
+
+def test_edit_a_message_and_resend(make_window, qtbot):
+    _w, page = _page(make_window)
+    _ask(qtbot, page, "Name a fruit.")
+    _ask(qtbot, page, "Name another.")
+    assert len(page.conv.messages) == 4
+    page._link(QUrl("edit:0"))
+    assert page.input.toPlainText() == "Name a fruit."
+    page.input.setPlainText("Name a vegetable.")
+    with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
+        page.send()
+    assert [m.content for m in page.conv.messages[:1]] == ["Name a vegetable."]
+    assert len(page.conv.messages) == 2
+
+
+def test_conversations_survive_a_restart(make_window, qtbot):
+    w, page = _page(make_window)
+    page.system_edit.setText("Answer in one word.")
+    _ask(qtbot, page, "What color is the sky?")
+    cid, answer = page.conv.id, page.conv.messages[1].content
+    w.close()
+    w2 = make_window()
+    page2 = w2.chat_page
+    items = [page2.conv_list.item(i) for i in range(page2.conv_list.count())]
+    [item] = [i for i in items if i.data(Qt.ItemDataRole.UserRole) == cid]
+    assert item.text() == "What color is the sky?"
+    page2.conv_list.setCurrentItem(item)
+    assert page2.conv.messages[1].content == answer
+    assert page2.system_edit.text() == "Answer in one word."
+    page2.search.setText("sky")
+    assert page2.conv_list.count() == 1
+
+
+def test_killed_engine_keeps_the_window_and_the_words(make_window, qtbot):
+    w, page = _page(make_window)
+    page.max_tokens.setValue(400)
+    page.preset.setCurrentText("Balanced")
+    page.max_tokens.setValue(400)
+    page.input.setPlainText("Tell a very long story about a dragon.")
+    with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
+        page.send()
+    qtbot.waitUntil(lambda: len(page.conv.messages[1].content) > 10, timeout=TIMEOUT)
+    with qtbot.waitSignal(page.engine.died, timeout=TIMEOUT):
+        page.engine.engine.kill()
+    partial = page.conv.messages[1].content
+    assert w.isVisible() and page.reload_button.isVisible()
+    assert "SIGKILL" in w.messages.label.text() and "conversation is saved" in w.messages.label.text()
+    qtbot.waitUntil(lambda: ChatStore().load(page.conv.id).messages[1].content == partial, timeout=5000)
+    page.preset.setCurrentText("Precise")
+    page.max_tokens.setValue(16)
+    _ask(qtbot, page, "Go on.")  # sending reloads the model in a new child
+    assert page.engine.model_loaded and len(page.conv.messages) == 4
+
+
+def test_context_full_is_a_clear_rule(make_window, qtbot):
+    w, page = _page(make_window)
+    _ask(qtbot, page, "Hi.")
+    page.tokens_used = 4090
+    page.input.setPlainText("One more question?")
+    page.send()
+    assert "would not fit" in w.messages.label.text() and len(page.conv.messages) == 2
+    assert page.input.toPlainText() == "One more question?"  # nothing typed is lost
+    page._failed(None, "ValueError: Requested tokens (5000) exceed context window of 4096")
+    assert "no longer fits in the 4,096-token context" in w.messages.label.text()
+
+
+def test_export_and_import(make_window, qtbot, tmp_path):
+    w, page = _page(make_window)
+    _ask(qtbot, page, "Name three colors.")
+    md, js = tmp_path / "c.md", tmp_path / "c.json"
+    page.export_to(str(md), "md")
+    page.export_to(str(js), "json")
+    qtbot.waitUntil(lambda: js.exists() and "Exported" in w.messages.label.text(), timeout=5000)
+    assert "# Name three colors." in md.read_text() and "Q4_1" in md.read_text()
+    data = json.loads(js.read_text())
+    assert data["model"]["quant"] == "Q4_1" and data["messages"][1]["role"] == "assistant"
+    before = page.conv_list.count()
+    page.import_from(str(js))
+    assert page.conv_list.count() == before + 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    page.import_from(str(bad))
+    assert "not a QuantDesk conversation" in w.messages.label.text()
+
+
+def test_closing_mid_answer_keeps_what_was_written(make_window, qtbot):
+    w, page = _page(make_window)
+    page.preset.setCurrentText("Balanced")
+    page.max_tokens.setValue(400)
+    page.input.setPlainText("Tell a very long story about a dragon.")
+    with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
+        page.send()
+    qtbot.waitUntil(lambda: len(page.conv.messages[1].content) > 5, timeout=TIMEOUT)
+    cid = page.conv.id
+    w.close()
+    saved = ChatStore().load(cid)
+    assert saved.messages[0].content == "Tell a very long story about a dragon."
+    assert len(saved.messages[1].content) > 5
+
+
+def test_switching_models_mid_answer_and_a_broken_file(make_window, qtbot, tmp_path):
+    from desktop_app.core.settings import Settings
+    from tests.gguf_factory import write_gguf
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    broken = write_gguf(lib / "zeros-Q4_K_M.gguf", n_layers=1, arch="nosucharch")  # llama.cpp cannot load it
+    w = make_window(settings=Settings(model_folders=[str(lib)]))
+    page = w.chat_page
+    page.preset.setCurrentText("Balanced")
+    page.max_tokens.setValue(400)
+    page.input.setPlainText("Tell a very long story about a dragon.")
+    with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
+        page.send()
+    page.model_combo.setCurrentIndex(page.model_combo.findData(str(broken)))
+    with qtbot.waitSignal(page.engine.failed, timeout=TIMEOUT):
+        page.load_selected(confirm=False)  # stops the answer, keeps it, then tries the other model
+    answer = page.conv.messages[1]
+    assert answer.content and answer.stat.get("stopped")
+    assert "could not be loaded" in page.engine_status.text()
+    assert w.messages.level == "error" and w.isVisible()
+
+
+def test_load_settings_reach_llama_cpp(make_window, qtbot):
+    _w, page = _page(make_window)
+    page.ctx_spin.setValue(1024)
+    page.kv_type_combo.setCurrentText("q8_0")
+    with qtbot.waitSignal(page.engine.loaded, timeout=TIMEOUT) as blocker:
+        page.load_selected()
+    from desktop_app.core.memory.llama_log import parse_llama_log
+
+    assert blocker.args[0]["n_ctx"] == 1024
+    kv = parse_llama_log(blocker.args[0]["log"]).kv_cache_bytes  # logged in MiB with two decimals
+    assert abs(kv - 1024 * 30 * 192 * 2 * 34 // 32) < 0.01 * 1024 * 1024
+    assert "1,024 context" in page.engine_status.text()
