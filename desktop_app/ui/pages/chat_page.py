@@ -150,6 +150,7 @@ class ChatPage(QWidget):
         self.load_button = QPushButton("Load")
         self.engine_status = QLabel("No model loaded.")
         self.engine_status.setObjectName("muted")
+        self.engine_status.setWordWrap(True)
         top.addWidget(self.model_combo, 1)
         top.addWidget(self.load_button)
         ml.addLayout(top)
