@@ -11,6 +11,14 @@ from desktop_app.core.chat.store import ChatStore
 TIMEOUT = 60_000
 
 
+def _saved(conv_id: int):
+    store = ChatStore()
+    try:
+        return store.load(conv_id)
+    finally:
+        store.close()
+
+
 def _page(make_window):
     w = make_window()
     page = w.chat_page
@@ -39,8 +47,9 @@ def test_first_message_loads_the_model_and_streams_an_answer(make_window, qtbot)
     assert "tokens/s" in html and "first token after" in html
     assert page.gauge.format().startswith(f"Context: {page.tokens_used:,} of 4,096")
     assert page.template_label.text().startswith("Chat template: the model's own")
-    saved = ChatStore().load(page.conv.id)  # written to SQLite, model recorded
-    assert saved.messages[1].content == answer.content
+    # written to SQLite on the io thread, with the model it came from
+    qtbot.waitUntil(lambda: _saved(page.conv.id).messages[1].content == answer.content, timeout=5000)
+    saved = _saved(page.conv.id)
     assert saved.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and saved.quant == "Q4_1"
     assert saved.llama_cpp_version == "0.3.36" and saved.model_fingerprint
 
@@ -103,13 +112,16 @@ def test_conversations_survive_a_restart(make_window, qtbot):
     w.close()
     w2 = make_window()
     page2 = w2.chat_page
+    qtbot.waitUntil(lambda: page2.conv_list.count() > 0, timeout=5000)
     items = [page2.conv_list.item(i) for i in range(page2.conv_list.count())]
     [item] = [i for i in items if i.data(Qt.ItemDataRole.UserRole) == cid]
     assert item.text() == "What color is the sky?"
-    page2.conv_list.setCurrentItem(item)
+    with qtbot.waitSignal(page2.conversation_opened, timeout=5000):
+        page2.conv_list.setCurrentItem(item)
     assert page2.conv.messages[1].content == answer
     assert page2.system_edit.text() == "Answer in one word."
-    page2.search.setText("sky")
+    with qtbot.waitSignal(page2.list_refreshed, timeout=5000):
+        page2.search.setText("sky")
     assert page2.conv_list.count() == 1
 
 
@@ -127,7 +139,7 @@ def test_killed_engine_keeps_the_window_and_the_words(make_window, qtbot):
     partial = page.conv.messages[1].content
     assert w.isVisible() and page.reload_button.isVisible()
     assert "SIGKILL" in w.messages.label.text() and "conversation is saved" in w.messages.label.text()
-    qtbot.waitUntil(lambda: ChatStore().load(page.conv.id).messages[1].content == partial, timeout=5000)
+    qtbot.waitUntil(lambda: _saved(page.conv.id).messages[1].content == partial, timeout=5000)
     page.preset.setCurrentText("Precise")
     page.max_tokens.setValue(16)
     _ask(qtbot, page, "Go on.")  # sending reloads the model in a new child
@@ -156,13 +168,14 @@ def test_export_and_import(make_window, qtbot, tmp_path):
     assert "# Name three colors." in md.read_text() and "Q4_1" in md.read_text()
     data = json.loads(js.read_text())
     assert data["model"]["quant"] == "Q4_1" and data["messages"][1]["role"] == "assistant"
-    before = page.conv_list.count()
-    page.import_from(str(js))
-    assert page.conv_list.count() == before + 1
+    qtbot.waitUntil(lambda: page.conv_list.count() == 1, timeout=5000)
+    with qtbot.waitSignal(page.list_refreshed, timeout=5000):
+        page.import_from(str(js))
+    assert page.conv_list.count() == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
     page.import_from(str(bad))
-    assert "not a QuantDesk conversation" in w.messages.label.text()
+    qtbot.waitUntil(lambda: "not a QuantDesk conversation" in w.messages.label.text(), timeout=5000)
 
 
 def test_closing_mid_answer_keeps_what_was_written(make_window, qtbot):
@@ -174,8 +187,8 @@ def test_closing_mid_answer_keeps_what_was_written(make_window, qtbot):
         page.send()
     qtbot.waitUntil(lambda: len(page.conv.messages[1].content) > 5, timeout=TIMEOUT)
     cid = page.conv.id
-    w.close()
-    saved = ChatStore().load(cid)
+    w.close()  # waits for the io thread, which writes what was streamed
+    saved = _saved(cid)
     assert saved.messages[0].content == "Tell a very long story about a dragon."
     assert len(saved.messages[1].content) > 5
 

@@ -83,6 +83,18 @@ class Conversation:
         return out
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
+def new_conversation_id() -> int:
+    """A unique id without asking the database: microseconds since the epoch, strictly increasing."""
+    global _last_id
+    with _id_lock:
+        _last_id = max(_last_id + 1, time.time_ns() // 1000)
+        return _last_id
+
+
 class ChatStore:
     """Thread-safe: one connection, used under a lock (the app calls it from its io thread)."""
 
@@ -121,25 +133,26 @@ class ChatStore:
         return [(r[0], r[1], r[2]) for r in rows]
 
     def save(self, conv: Conversation) -> int:
-        """Insert or update the conversation and all its messages."""
+        """Insert or update the conversation and all its messages (an upsert on its id).
+
+        A new conversation gets its id here if it has none; the UI assigns one up front
+        (:func:`new_conversation_id`) so that every save can run off the GUI thread.
+        """
         now = time.time()
+        if conv.id is None:
+            conv.id = new_conversation_id()
+        conv.created_at = conv.created_at or now
         with self._lock, self._con:
-            if conv.id is None:
-                conv.created_at = conv.created_at or now
-                cur = self._con.execute(
-                    "INSERT INTO conversations (title, system_prompt, model_path, model_fingerprint, quant, "
-                    "llama_cpp_version, settings, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (conv.title, conv.system_prompt, conv.model_path, conv.model_fingerprint, conv.quant,
-                     conv.llama_cpp_version, json.dumps(conv.settings), conv.created_at, now),
-                )  # fmt: skip
-                conv.id = cur.lastrowid
-            else:
-                self._con.execute(
-                    "UPDATE conversations SET title=?, system_prompt=?, model_path=?, model_fingerprint=?, quant=?, "
-                    "llama_cpp_version=?, settings=?, updated_at=? WHERE id=?",
-                    (conv.title, conv.system_prompt, conv.model_path, conv.model_fingerprint, conv.quant,
-                     conv.llama_cpp_version, json.dumps(conv.settings), now, conv.id),
-                )  # fmt: skip
+            self._con.execute(
+                "INSERT INTO conversations (id, title, system_prompt, model_path, model_fingerprint, quant, "
+                "llama_cpp_version, settings, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET title=excluded.title, system_prompt=excluded.system_prompt, "
+                "model_path=excluded.model_path, model_fingerprint=excluded.model_fingerprint, quant=excluded.quant, "
+                "llama_cpp_version=excluded.llama_cpp_version, settings=excluded.settings, "
+                "updated_at=excluded.updated_at",
+                (conv.id, conv.title, conv.system_prompt, conv.model_path, conv.model_fingerprint, conv.quant,
+                 conv.llama_cpp_version, json.dumps(conv.settings), conv.created_at, now),
+            )  # fmt: skip
             conv.updated_at = now
             self._con.execute("DELETE FROM messages WHERE conversation_id = ?", (conv.id,))
             self._con.executemany(

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.chat.export import dumps_json, from_json, to_markdown
-from desktop_app.core.chat.store import ChatStore, Conversation, Message
+from desktop_app.core.chat.store import ChatStore, Conversation, Message, new_conversation_id
 from desktop_app.core.engine import PRESETS, EngineError, Sampling
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
 from desktop_app.core.memory.explain import verdict_sentence
@@ -91,6 +91,8 @@ class _EnterToSend(QObject):
 class ChatPage(QWidget):
     title = "Chat"
     answer_finished = Signal()
+    list_refreshed = Signal()
+    conversation_opened = Signal()
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -403,16 +405,24 @@ class ChatPage(QWidget):
 
     # -- conversations -------------------------------------------------------------------------
     def refresh_list(self) -> None:
+        """Reload the conversation list (read on the io thread)."""
+        self.ctx.run_io(self.store.list, self.search.text().strip(), on_done=self._fill_list)
+
+    def _fill_list(self, rows) -> None:
+        if isinstance(rows, Exception):
+            self.ctx.notify(f"Could not read the conversations: {rows}", "error")
+            return
         current = self.conv.id if self.conv else None
         self.conv_list.blockSignals(True)
         self.conv_list.clear()
-        for cid, title, _updated in self.store.list(self.search.text().strip()):
+        for cid, title, _updated in rows:
             item = QListWidgetItem(title)
             item.setData(Qt.ItemDataRole.UserRole, cid)
             self.conv_list.addItem(item)
             if cid == current:
                 self.conv_list.setCurrentItem(item)
         self.conv_list.blockSignals(False)
+        self.list_refreshed.emit()
 
     def new_conversation(self, *, keep_system: bool = False) -> None:
         self.conv = Conversation(id=None, title="New conversation")
@@ -426,14 +436,20 @@ class ChatPage(QWidget):
     def _open_selected(self, item: QListWidgetItem | None, _prev=None) -> None:
         if item is None or self.engine.busy_request is not None:
             return
-        conv = self.store.load(item.data(Qt.ItemDataRole.UserRole))
-        if conv is not None:
+        self.ctx.run_io(self.store.load, item.data(Qt.ItemDataRole.UserRole), on_done=self._opened)
+
+    def _opened(self, conv) -> None:
+        if isinstance(conv, Exception):
+            self.ctx.notify(f"Could not open the conversation: {conv}", "error")
+            return
+        if conv is not None and self.engine.busy_request is None:
             self.conv = conv
             self.system_edit.setText(conv.system_prompt)
             self.tokens_used = int(conv.settings.get("tokens_used", 0))
             self._update_gauge()
             self.render()
             self._update_buttons()
+            self.conversation_opened.emit()
 
     def _rename(self) -> None:
         if self.conv is None or self.conv.id is None:
@@ -441,8 +457,7 @@ class ChatPage(QWidget):
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title", text=self.conv.title)
         if ok and title.strip():
             self.conv.title = title.strip()
-            self.store.rename(self.conv.id, self.conv.title)
-            self.refresh_list()
+            self.ctx.run_io(self.store.rename, self.conv.id, self.conv.title, on_done=lambda _r: self.refresh_list())
 
     def _delete(self) -> None:
         if self.conv is None or self.conv.id is None:
@@ -451,9 +466,8 @@ class ChatPage(QWidget):
             self, "Delete conversation", f"Delete “{self.conv.title}”? This cannot be undone."
         )
         if answer == QMessageBox.StandardButton.Yes:
-            self.store.delete(self.conv.id)
+            self.ctx.run_io(self.store.delete, self.conv.id, on_done=lambda _r: self.refresh_list())
             self.conv = None
-            self.refresh_list()
             self.render()
             self._update_buttons()
 
@@ -489,13 +503,18 @@ class ChatPage(QWidget):
     def import_from(self, path: str) -> None:
         import json
 
-        try:
+        def read() -> Conversation:
             with open(path, encoding="utf-8") as f:
                 conv = from_json(json.load(f))
-        except (OSError, ValueError) as exc:
-            self.ctx.notify(f"Could not import {os.path.basename(path)}: {exc}", "error")
+            self.store.save(conv)
+            return conv
+
+        self.ctx.run_io(read, on_done=lambda r: self._imported(path, r))
+
+    def _imported(self, path: str, conv) -> None:
+        if isinstance(conv, Exception):
+            self.ctx.notify(f"Could not import {os.path.basename(path)}: {conv}", "error")
             return
-        self.store.save(conv)
         self.conv = conv
         self.system_edit.setText(conv.system_prompt)
         self.refresh_list()
@@ -513,22 +532,19 @@ class ChatPage(QWidget):
         import copy
 
         conv = self.conv
+        first = conv.id is None
+        if first:
+            conv.id = new_conversation_id()
+            conv.created_at = time.time()
         snapshot = copy.deepcopy(conv)
 
         def done(result) -> None:
             if isinstance(result, Exception):
                 self.ctx.notify(f"Could not save the conversation: {result}", "error")
-                return
-            if conv.id is None:
-                conv.id = result
+            elif first:
                 self.refresh_list()
 
-        if conv.id is None:
-            conv.id = self.store.save(snapshot)  # first save: we need the id now (one small insert)
-            self.refresh_list()
-        else:
-            snapshot.id = conv.id
-            self.ctx.run_io(self.store.save, snapshot, on_done=done)
+        self.ctx.run_io(self.store.save, snapshot, on_done=done)
 
     # -- sending -------------------------------------------------------------------------------
     def sampling(self) -> Sampling:
@@ -750,9 +766,11 @@ class ChatPage(QWidget):
             signal.disconnect()
         self.stop()
         if self.conv is not None and self.conv.messages:
-            self.store.save(self.conv)
+            import copy
+
+            self.ctx.run_io(self.store.save, copy.deepcopy(self.conv))  # after any save already queued
         self.engine.shutdown()
-        self.store.close()
+        self.ctx.run_io(self.store.close)
 
     def busy(self) -> bool:
         return self.engine.busy_request is not None
