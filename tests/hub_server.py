@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,11 +17,38 @@ from urllib.parse import unquote, urlparse
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass
 class Repo:
     files: dict[str, Path]
     gated: bool = False
     sha256: dict[str, str] = field(default_factory=dict)
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = "2026-01-01T00:00:00.000Z"
+    params: int | None = None
+    pipeline_tag: str = "text-generation"
+
+
+def _card_data(repo: Repo) -> dict:
+    readme = repo.files.get("README.md")
+    if readme is None:
+        return {}
+    text = readme.read_text(errors="replace")
+    m = re.match(r"^---\n(.*?)\n---", text, re.S)
+    data = {}
+    for line in m.group(1).splitlines() if m else []:
+        key, _, value = line.partition(":")
+        if value.strip():
+            data[key.strip()] = value.strip()
+    return data
 
 
 class HubStandIn:
@@ -30,6 +58,10 @@ class HubStandIn:
         self.requests: list[tuple[str, str, str]] = []  # (method, path, range)
         self.fail: dict[str, int] = {}  # path regex -> HTTP status to answer instead
         self.ignore_range = False
+        self.throttle_bps = 0  # slow connections: bytes per second (0: as fast as possible)
+        self.drop_after: int | None = None  # drop the connection after this many body bytes of a file
+        self.corrupt = False  # flip a byte in every file body sent
+        self.lie_about_size = 0  # announce this many extra bytes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -45,9 +77,9 @@ class HubStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def add_repo(self, repo_id: str, files: dict[str, Path], *, gated: bool = False) -> None:
-        sha = {name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for name, p in files.items()}
-        self.repos[repo_id] = Repo({k: Path(v) for k, v in files.items()}, gated, sha)
+    def add_repo(self, repo_id: str, files: dict[str, Path], *, gated: bool = False, **meta) -> None:
+        sha = {name: _sha256(Path(p)) for name, p in files.items()}
+        self.repos[repo_id] = Repo({k: Path(v) for k, v in files.items()}, gated, sha, **meta)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _handler(self):
@@ -91,6 +123,8 @@ class HubStandIn:
                 for pattern, status in hub.fail.items():
                     if re.search(pattern, path):
                         return self._error(status)
+                if path == "/api/models":
+                    return self._search()
                 m = re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?$", path)
                 if m:
                     return self._tree(m.group(1))
@@ -101,6 +135,41 @@ class HubStandIn:
                 if m:
                     return self._resolve(m.group(1), m.group(3))
                 return self._error(404, "EntryNotFound")
+
+            def _search(self):
+                from urllib.parse import parse_qs
+
+                q = parse_qs(urlparse(self.path).query)
+                search = (q.get("search") or [""])[0].lower()
+                author = (q.get("author") or [""])[0]
+                sort = (q.get("sort") or ["downloads"])[0]
+                limit = int((q.get("limit") or ["30"])[0])
+                filters = q.get("filter") or []
+                items = []
+                for rid, repo in hub.repos.items():
+                    if search and search not in rid.lower():
+                        continue
+                    if author and not rid.startswith(author + "/"):
+                        continue
+                    has_gguf = any(n.endswith(".gguf") for n in repo.files)
+                    if "gguf" in filters and not has_gguf:
+                        continue
+                    item = {
+                        "id": rid, "modelId": rid, "downloads": repo.downloads, "likes": repo.likes,
+                        "lastModified": repo.last_modified, "pipeline_tag": repo.pipeline_tag,
+                        "gated": "auto" if repo.gated else False,
+                        "tags": ["gguf"] if has_gguf else ["safetensors"],
+                    }  # fmt: skip
+                    if repo.params and has_gguf:
+                        item["gguf"] = {"total": repo.params, "architecture": "llama"}
+                    elif repo.params:
+                        item["safetensors"] = {"total": repo.params, "parameters": {"BF16": repo.params}}
+                    items.append(item)
+                keys = {"downloads": "downloads", "likes": "likes", "trending_score": "likes",
+                        "last_modified": "lastModified", "lastModified": "lastModified"}  # fmt: skip
+                key = keys.get(sort, "downloads")
+                items.sort(key=lambda it: it[key], reverse=True)
+                self._json(items[:limit])
 
             def _repo(self, repo_id):
                 repo = hub.repos.get(repo_id)
@@ -143,10 +212,11 @@ class HubStandIn:
                             {
                                 "rfilename": n,
                                 "size": p.stat().st_size,
-                                "lfs": {"sha256": repo.sha256[n], "size": p.stat().st_size},
+                                "lfs": {"sha256": repo.sha256[n], "size": p.stat().st_size, "pointerSize": 134},
                             }
                             for n, p in sorted(repo.files.items())
                         ],  # fmt: skip
+                        "cardData": _card_data(repo),
                     }
                 )
 
@@ -178,7 +248,7 @@ class HubStandIn:
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", f'"{repo.sha256[name]}"')
                 self.send_header("X-Linked-Etag", f'"{repo.sha256[name]}"')
-                self.send_header("X-Linked-Size", str(size))
+                self.send_header("X-Linked-Size", str(size + hub.lie_about_size))
                 self.send_header("X-Repo-Commit", COMMIT)
                 if partial:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
@@ -186,18 +256,38 @@ class HubStandIn:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
+                step = 1 << 20
+                if hub.throttle_bps:
+                    step = max(1024, hub.throttle_bps // 20)
+                sent = 0
                 with open(p, "rb") as f:
                     f.seek(start)
                     left = end - start + 1
                     while left > 0:
-                        chunk = f.read(min(left, 1 << 20))
+                        chunk = f.read(min(left, step))
                         if not chunk:
                             break
+                        if hub.corrupt and sent == 0 and start == 0:
+                            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                        if hub.drop_after is not None and sent + len(chunk) > hub.drop_after:
+                            chunk = chunk[: max(hub.drop_after - sent, 0)]
+                            try:
+                                self.wfile.write(chunk)
+                                self.wfile.flush()
+                            except (BrokenPipeError, ConnectionResetError):
+                                pass
+                            hub.served[name] += len(chunk)
+                            self.close_connection = True
+                            self.connection.shutdown(2)
+                            return
                         try:
                             self.wfile.write(chunk)
                         except (BrokenPipeError, ConnectionResetError):
                             return
                         hub.served[name] += len(chunk)
+                        sent += len(chunk)
                         left -= len(chunk)
+                        if hub.throttle_bps:
+                            time.sleep(len(chunk) / hub.throttle_bps)
 
         return Handler

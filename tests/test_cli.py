@@ -157,3 +157,35 @@ def test_chat_refuses_missing_and_bad_files(tmp_path):
     bad.write_text("<html>")
     out = quantdesk("chat", str(bad), "--prompt", "hi")
     assert out.returncode == 2 and "not a GGUF model" in out.stderr
+
+
+def test_search_quants_and_download_against_the_local_hub(hub, starter_path):
+    hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", {"smollm2-135m-instruct-q4_1.gguf": starter_path},
+                 downloads=10, likes=2, params=134_515_008)  # fmt: skip
+    repo = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+    out = quantdesk("search", "smollm2", "--json")
+    assert out.returncode == 0, out.stderr
+    [r] = json.loads(out.stdout)["results"]
+    assert set(r) >= {"repo_id", "downloads", "likes", "last_modified", "gguf", "params"}
+    assert (r["repo_id"], r["gguf"], r["params"]) == (repo, True, 134_515_008)
+    out = quantdesk("quants", repo, "--ctx", "2048", "--json")
+    assert out.returncode == 0, out.stderr
+    [f] = json.loads(out.stdout)["files"]
+    assert set(f) >= {"filename", "quant", "size_bytes", "shards", "sha256", "fit"}
+    assert (f["quant"], f["size_bytes"], f["shards"]) == ("Q4_1", 98_362_432, 1)
+    assert set(f["fit"]) >= {"verdict", "ram_total_bytes", "vram_total_bytes"} and f["fit"]["verdict"] == "cpu_only"
+    out = quantdesk("download", repo, "--quant", "Q4_1", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert set(d) >= {"path", "bytes", "sha256", "resumed"} and d["bytes"] == 98_362_432
+    assert d["sha256"] == hub.repos[repo].sha256["smollm2-135m-instruct-q4_1.gguf"] and d["resumed"] is False
+    out = quantdesk("download", repo, "--quant", "Q8_0")
+    assert out.returncode == 2 and "quants here: Q4_1" in out.stderr
+
+
+def test_hub_errors_on_the_command_line(hub):
+    out = quantdesk("quants", "nobody/nothing")
+    assert out.returncode == 2 and "no such repository" in out.stderr
+    hub.fail[r"/api/models"] = 500
+    out = quantdesk("search", "x")
+    assert out.returncode == 2 and "error" in out.stderr.lower()

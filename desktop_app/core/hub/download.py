@@ -1,0 +1,279 @@
+"""Downloads you can trust: into the standard Hugging Face cache through huggingface_hub, resumable
+(also after a restart: the .incomplete file stays), with progress, cancel, pause, retry with backoff
+when the transfer stalls, a free-disk check first, and the sha256 checked against the Hub's LFS hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop_app.core.hub.errors import HubError, HubUnreachableError, endpoint, translate_errors
+
+log = logging.getLogger(__name__)
+DISK_MARGIN_BYTES = 512 * 1024 * 1024
+RETRIES = 5
+BACKOFF_S = (1, 2, 4, 8, 16)
+
+
+class DownloadCancelled(HubError):
+    """The user cancelled (or paused) the download; what was fetched is kept for a resume."""
+
+
+class DiskFullError(HubError):
+    pass
+
+
+class CorruptDownloadError(HubError):
+    pass
+
+
+@dataclass
+class DownloadProgress:
+    filename: str
+    part: int  # 1-based part of a split model
+    parts: int
+    bytes_done: int  # across all parts
+    bytes_total: int
+    speed_bps: float
+    eta_s: float | None
+    phase: str = "downloading"  # downloading | verifying | retrying
+
+
+@dataclass
+class DownloadResult:
+    path: str  # the first part, in the Hugging Face cache
+    paths: list[str]
+    bytes: int
+    sha256: list[str]
+    resumed: bool
+
+
+def _cache_dir() -> Path:
+    from desktop_app.core.library import hf_hub_cache_dir
+
+    return Path(hf_hub_cache_dir())
+
+
+def _incomplete_bytes(repo_id: str, etag: str) -> int:
+    folder = _cache_dir() / ("models--" + repo_id.replace("/", "--")) / "blobs"
+    p = folder / f"{etag}.incomplete"
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def sha256_file(path: str, progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> str:
+    h = hashlib.sha256()
+    done = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("Cancelled while verifying.")
+            h.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done)
+    return h.hexdigest()
+
+
+def download_model(
+    repo_id: str,
+    filenames: list[str],
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> DownloadResult:
+    """Download every part of a model into the HF cache, verified.
+
+    Raises:
+        DownloadCancelled: ``cancel`` was set; the partial file stays and a later call resumes it.
+        DiskFullError: not enough free space (checked first, and if the disk fills on the way).
+        CorruptDownloadError: the sha256 did not match the Hub's; the bad file was deleted.
+        HubGatedError, HubRepoNotFoundError, HubFileNotFoundError, HubUnreachableError, HubError.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from tqdm.auto import tqdm as base_tqdm
+
+    from desktop_app.core.secrets import get_hf_token
+
+    tok = token or get_hf_token()
+    cancel = cancel or threading.Event()
+    metas = []
+    for name in filenames:
+        url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint())
+        meta = translate_errors(f"{repo_id}/{name}", lambda url=url: get_hf_file_metadata(url, token=tok))
+        metas.append(meta)
+    total = sum(m.size or 0 for m in metas)
+    already = sum(_incomplete_bytes(repo_id, (m.etag or "").strip('"')) for m in metas)
+    resumed = already > 0
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache).free
+    if total - already + DISK_MARGIN_BYTES > free:
+        raise DiskFullError(
+            f"Not enough free disk space in {cache}: the download needs {_gb(total - already)} and "
+            f"{_gb(free)} is free. Free some space (or move HF_HOME) and try again."
+        )
+
+    job = _Job(repo_id, revision, tok, cancel, progress, base_tqdm, total, len(filenames))
+    paths: list[str] = []
+    shas: list[str] = []
+    for i, (name, meta) in enumerate(zip(filenames, metas, strict=True)):
+        job.urls[name], job.commits[name] = (
+            meta.location or hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint()),
+            meta.commit_hash or revision,
+        )
+        job.sizes[name] = meta.size
+        path, digest = job.fetch(i, name, (meta.etag or "").strip('"'))
+        paths.append(path)
+        shas.append(digest)
+        job.done_before += meta.size or os.path.getsize(path)
+    return DownloadResult(paths[0], paths, total, shas, resumed)
+
+
+class _Job:
+    """One model's download: the parts one after the other, progress across all of them."""
+
+    def __init__(self, repo_id, revision, token, cancel, progress, base_tqdm, total, parts) -> None:
+        self.repo_id, self.revision, self.token = repo_id, revision, token
+        self.cancel, self.progress, self.base_tqdm = cancel, progress, base_tqdm
+        self.total, self.parts = total, parts
+        self.done_before = 0
+        self.urls: dict[str, str] = {}
+        self.commits: dict[str, str] = {}
+        self.sizes: dict[str, int | None] = {}
+        self.started = time.monotonic()
+        self.session_bytes = 0  # fetched by this call, for the speed
+
+    def _report(self, name: str, i: int, got: int, phase: str = "downloading") -> None:
+        if self.progress is None:
+            return
+        speed = self.session_bytes / max(time.monotonic() - self.started, 1e-6) if phase == "downloading" else 0.0
+        eta = (self.total - got) / speed if speed > 0 else None
+        self.progress(DownloadProgress(name, i + 1, self.parts, got, self.total, speed, eta, phase))
+
+    def fetch(self, i: int, name: str, expected_sha: str) -> tuple[str, str]:
+        job = self
+        state = {"initial": 0, "new": 0}
+
+        class Progress(self.base_tqdm):  # huggingface_hub reports bytes through a tqdm class
+            def __init__(self, *a, **kw):
+                state["initial"] = int(kw.get("initial") or 0)  # bytes resumed from the .incomplete file
+                state["new"] = 0
+                kw["disable"] = True
+                super().__init__(*a, **kw)
+
+            def update(self, n=1):
+                if job.cancel.is_set():
+                    raise DownloadCancelled("Download paused or cancelled; it will resume from here.")
+                state["new"] += n or 0
+                job.session_bytes += n or 0
+                job._report(name, i, job.done_before + state["initial"] + state["new"])
+
+        path = _download_with_retries(self, name, i, Progress, expected_sha)
+        digest = sha256_file(path, lambda n: self._report(name, i, self.done_before + n, "verifying"), self.cancel)
+        if len(expected_sha) == 64 and digest != expected_sha:
+            os.remove(path)  # never leave a bad file looking complete (or resumable)
+            raise CorruptDownloadError(
+                f"{name} arrived corrupted (its sha256 does not match the Hub's); the bad copy was deleted. "
+                "Download it again."
+            )
+        return _place_in_cache(self.repo_id, self.revision, self.commits[name], name, path, expected_sha), digest
+
+
+def _download_with_retries(job: _Job, name: str, i: int, tqdm_class, etag: str) -> str:
+    """Fetch into blobs/<etag>.incomplete, resuming from what is there (also after a restart)."""
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    blobs = _storage(job.repo_id) / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    key = etag or hashlib.sha256(f"{job.repo_id}/{name}".encode()).hexdigest()
+    incomplete = blobs / f"{key}.incomplete"
+    for attempt in range(RETRIES + 1):
+        try:
+            with open(incomplete, "ab") as f:
+                resume = f.tell()
+                translate_errors(
+                    f"{job.repo_id}/{name}",
+                    lambda f=f, resume=resume: http_get(
+                        job.urls[name], f, resume_size=resume, headers=build_hf_headers(token=job.token),
+                        expected_size=job.sizes[name], displayed_filename=name, tqdm_class=tqdm_class,
+                    ),
+                )  # fmt: skip
+            return str(incomplete)
+        except DownloadCancelled:
+            raise
+        except HubUnreachableError:
+            if attempt == RETRIES:
+                raise
+        except HubError as exc:
+            if "(416)" not in str(exc):
+                raise
+            got = incomplete.stat().st_size if incomplete.exists() else 0
+            incomplete.unlink(missing_ok=True)
+            raise CorruptDownloadError(
+                f"{name}: the server announced {job.sizes[name]:,} bytes but has only {got:,}. "
+                "Nothing was kept; the file on the server may be broken, try again later."
+            ) from exc
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC
+                raise DiskFullError(
+                    f"The disk filled up while downloading {name}. Free some space and resume: what was "
+                    "fetched is kept."
+                ) from exc
+            if "Consistency check failed" in str(exc):
+                incomplete.unlink(missing_ok=True)
+                raise CorruptDownloadError(
+                    f"{name}: the server sent a different number of bytes than it announced. "
+                    "Nothing was kept; try again later."
+                ) from exc
+            if attempt == RETRIES:
+                raise HubError(f"Downloading {name} failed: {exc}") from exc
+        wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+        log.warning("download of %s stalled; retrying in %s s", name, wait)
+        job._report(name, i, job.done_before, "retrying")
+        if job.cancel.wait(wait):
+            raise DownloadCancelled("Download cancelled while waiting to retry.")
+    raise HubError(f"Downloading {name} failed.")
+
+
+def _storage(repo_id: str) -> Path:
+    return _cache_dir() / ("models--" + repo_id.replace("/", "--"))
+
+
+def _place_in_cache(repo_id: str, revision: str, commit: str, name: str, incomplete: str, etag: str) -> str:
+    """Move the finished file where huggingface_hub keeps it: blobs/<etag>, a snapshot link, a ref."""
+    storage = _storage(repo_id)
+    blob = storage / "blobs" / (etag or Path(incomplete).stem)
+    os.replace(incomplete, blob)
+    pointer = storage / "snapshots" / commit / name
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        pointer.unlink()
+    try:
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    except OSError:  # no symlinks (Windows without developer mode): huggingface_hub copies too
+        shutil.copyfile(blob, pointer)
+    if revision != commit:
+        refs = storage / "refs"
+        refs.mkdir(parents=True, exist_ok=True)
+        (refs / revision).write_text(commit)
+    return str(pointer)
+
+
+def _gb(n: int) -> str:
+    from desktop_app.core.units import format_bytes
+
+    return format_bytes(n)

@@ -1,0 +1,165 @@
+"""The quant files of a Hub repo (split parts grouped), each with its predicted fit on this machine."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from desktop_app.core.gguf import SPLIT_RE
+from desktop_app.core.hub.errors import HubError, endpoint, translate_errors
+from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
+from desktop_app.core.memory.predictor import Prediction
+
+QUANT_RE = re.compile(
+    r"(?<![A-Za-z0-9])(IQ[1-4]_(?:XXS|XS|S|M|NL)|Q[2-8]_K(?:_[SML]|_XL)?|Q[4-8]_[01]|Q2_K_S|TQ[12]_0|MXFP4|BF16|F16|F32)"
+    r"(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class RepoFile:
+    filename: str  # first part
+    parts: list[str]
+    quant: str
+    size_bytes: int
+    sha256: list[str]  # LFS sha256 of each part
+    mmproj: bool = False
+    bits_per_weight: float | None = None
+    header_bytes_fetched: int = 0
+    prediction: Prediction | None = None
+    error: str = ""
+
+    @property
+    def shards(self) -> int:
+        return len(self.parts)
+
+
+@dataclass
+class RepoQuants:
+    repo_id: str
+    files: list[RepoFile]
+    gated: bool = False
+    license: str | None = None
+    card_markdown: str = ""
+    safetensors_only: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def recommended(self) -> tuple[RepoFile | None, str]:
+        """Largest quant that fits fully on the GPU, else largest that fits in RAM with headroom."""
+        ok = [f for f in self.files if f.prediction is not None and not f.mmproj]
+        full = [f for f in ok if f.prediction.verdict == "full_gpu"]
+        if full:
+            best = max(full, key=lambda f: f.size_bytes)
+            return best, f"{best.quant} is the largest quant that fits entirely on your GPU."
+        ram = [f for f in ok if f.prediction.verdict in ("cpu_only", "partial_gpu")]
+        if ram:
+            best = max(ram, key=lambda f: f.size_bytes)
+            return best, f"{best.quant} is the largest quant that fits in your memory with room to spare."
+        return None, "None of these quants fits this computer at this context; try a shorter context."
+
+
+def quant_name(filename: str) -> str:
+    m = QUANT_RE.search(os.path.basename(filename))
+    return m.group(1).upper() if m else "?"
+
+
+def group_files(siblings: list[tuple[str, int, str]]) -> list[RepoFile]:
+    """(name, size, sha256) of every .gguf → one RepoFile per model (split parts together)."""
+    groups: dict[tuple[str, str], list[tuple[int, str, int, str]]] = {}
+    singles: list[RepoFile] = []
+    for name, size, sha in siblings:
+        if not name.lower().endswith(".gguf"):
+            continue
+        m = SPLIT_RE.match(os.path.basename(name))
+        if m:
+            key = (os.path.dirname(name), m.group("stem"))
+            groups.setdefault(key, []).append((int(m.group("no")), name, size, sha))
+        else:
+            singles.append(RepoFile(name, [name], quant_name(name), size, [sha], mmproj="mmproj" in name.lower()))
+    for parts in groups.values():
+        parts.sort()
+        names = [p[1] for p in parts]
+        singles.append(RepoFile(names[0], names, quant_name(names[0]), sum(p[2] for p in parts), [p[3] for p in parts]))
+    return sorted(singles, key=lambda f: (f.mmproj, f.size_bytes))
+
+
+def repo_quants(
+    repo_id: str,
+    machine: Machine,
+    settings: RunSettings,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    with_card: bool = True,
+    workers: int = 8,
+) -> RepoQuants:
+    """List the repo's GGUF quants and predict each one's fit from its remote header.
+
+    Raises:
+        HubRepoNotFoundError, HubGatedError, HubUnreachableError, HubError.
+    """
+    from huggingface_hub import HfApi
+
+    from desktop_app.core.hub.remote_header import fetch_model_headers
+    from desktop_app.core.secrets import get_hf_token
+
+    tok = token or get_hf_token()
+    api = HfApi(endpoint=endpoint(), token=tok)
+    info = translate_errors(repo_id, lambda: api.model_info(repo_id, revision=revision, files_metadata=True))
+    siblings = [(s.rfilename, int(s.size or 0), (s.lfs.sha256 if s.lfs else "") or "") for s in info.siblings or []]
+    card_data = getattr(info, "card_data", None) or getattr(info, "cardData", None)
+    license_ = None
+    if card_data is not None:
+        license_ = getattr(card_data, "license", None) or (
+            card_data.get("license") if isinstance(card_data, dict) else None
+        )
+    files = group_files(siblings)
+    result = RepoQuants(repo_id, files, gated=bool(getattr(info, "gated", False)), license=license_)
+    if not files:
+        names = {n for n, _s, _h in siblings}
+        result.safetensors_only = any(n.endswith(".safetensors") for n in names)
+        if not result.safetensors_only:
+            raise HubError(f"{repo_id} has no GGUF files and no safetensors weights to convert.")
+    if with_card and any(n == "README.md" for n, _s, _h in siblings):
+        result.card_markdown = _read_card(repo_id, revision, tok)
+
+    def fit(f: RepoFile) -> None:
+        if f.mmproj:
+            return
+        try:
+            remote = fetch_model_headers(repo_id, f.filename, revision=revision, token=tok)
+            shape = model_shape(remote.headers)
+            f.header_bytes_fetched = remote.bytes_fetched
+            n = sum(t.n_bytes for t in shape.tensors)
+            params = shape.n_params
+            f.bits_per_weight = n * 8 / params if params else None
+            f.prediction = Predictor(shape, machine).predict(settings)
+        except Exception as exc:  # one bad file must not hide the others
+            f.error = str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fit, files))
+    return result
+
+
+def _read_card(repo_id: str, revision: str, token: str | None) -> str:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        from desktop_app.core.library import hf_hub_cache_dir
+
+        path = hf_hub_download(
+            repo_id, "README.md", revision=revision, token=token, endpoint=endpoint(), cache_dir=hf_hub_cache_dir()
+        )
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except Exception:
+        return ""
+    if text.startswith("---"):  # drop the YAML front matter
+        end = text.find("\n---", 3)
+        if end != -1:
+            text = text[end + 4 :]
+    return text.strip()
