@@ -19,8 +19,10 @@ from PySide6.QtWidgets import (
 
 from desktop_app import __version__
 from desktop_app.ui.context import AppContext, Message
+from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.monitor import ResourceMonitor
 from desktop_app.ui.pages.chat_page import ChatPage
+from desktop_app.ui.pages.discover_page import DiscoverPage
 from desktop_app.ui.pages.hardware_page import HardwarePage
 from desktop_app.ui.pages.model_details_page import ModelDetailsPage
 from desktop_app.ui.pages.models_page import ModelsPage
@@ -28,8 +30,8 @@ from desktop_app.ui.pages.settings_page import SettingsPage
 from desktop_app.ui.theme import apply_theme
 from desktop_app.ui.widgets import MessageBar
 
-PAGE_KEYS = ["hardware", "models", "model_details", "chat", "settings"]
-CHAT_PAGE = 3
+PAGE_KEYS = ["hardware", "discover", "models", "model_details", "chat", "settings"]
+CHAT_PAGE = PAGE_KEYS.index("chat")
 
 
 class MainWindow(QMainWindow):
@@ -60,18 +62,28 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.hardware_page = HardwarePage(ctx)
+        self.downloads = DownloadManager(ctx, self)
+        self.discover_page = DiscoverPage(ctx, self.downloads)
         self.models_page = ModelsPage(ctx)
         self.details_page = ModelDetailsPage(ctx)
         self.chat_page = ChatPage(ctx)
         self.settings_page = SettingsPage(ctx)
         icons = [
             QStyle.StandardPixmap.SP_ComputerIcon,
+            QStyle.StandardPixmap.SP_DriveNetIcon,
             QStyle.StandardPixmap.SP_DirIcon,
             QStyle.StandardPixmap.SP_FileDialogDetailedView,
             QStyle.StandardPixmap.SP_MessageBoxQuestion,
             QStyle.StandardPixmap.SP_FileDialogInfoView,
         ]
-        self.pages = [self.hardware_page, self.models_page, self.details_page, self.chat_page, self.settings_page]
+        self.pages = [
+            self.hardware_page,
+            self.discover_page,
+            self.models_page,
+            self.details_page,
+            self.chat_page,
+            self.settings_page,
+        ]
         for n, (page, icon) in enumerate(zip(self.pages, icons, strict=True), start=1):
             self.stack.addWidget(page)
             item = QListWidgetItem(self.style().standardIcon(icon), page.title)
@@ -86,7 +98,7 @@ class MainWindow(QMainWindow):
 
         ctx.message.connect(self._show_message)
         self.models_page.open_details.connect(self._open_details)
-        self.details_page.go_to_models.connect(lambda: self.show_page(1))
+        self.details_page.go_to_models.connect(lambda: self.show_page_key("models"))
         self.settings_page.theme_changed.connect(self._apply_theme)
         ctx.scan_started.connect(lambda: self.statusBar().showMessage("Scanning the model library…"))
         ctx.scan_finished.connect(
@@ -114,16 +126,20 @@ class MainWindow(QMainWindow):
         self.ctx.detect_hardware()
         self.ctx.rescan()
         self.monitor.start()
+        self.downloads.start()
 
     def show_page(self, index: int) -> None:
         self.sidebar.setCurrentRow(index)
+
+    def show_page_key(self, key: str) -> None:
+        self.show_page(PAGE_KEYS.index(key))
 
     def current_page_key(self) -> str:
         return PAGE_KEYS[self.stack.currentIndex()]
 
     def _open_details(self, entry) -> None:
         self.ctx.select_model(entry)
-        self.show_page(2)
+        self.show_page_key("model_details")
 
     def _show_message(self, msg: Message) -> None:
         self.messages.show_message(msg.text, msg.level)
@@ -134,7 +150,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        busy = self.ctx.busy_jobs()
+        busy = self.ctx.busy_jobs() + self.downloads.busy()
         if busy:
             answer = QMessageBox.question(
                 self,
@@ -149,5 +165,6 @@ class MainWindow(QMainWindow):
         self.state.sync()
         self.monitor.stop()
         self.chat_page.shutdown()
+        self.downloads.shutdown()
         self.ctx.shutdown()
         super().closeEvent(event)

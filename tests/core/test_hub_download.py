@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,8 +174,10 @@ def test_errors_and_disk_space(hub, smol_repo, monkeypatch, starter_path):
     with pytest.raises(HubRepoNotFoundError):
         download_model("nobody/nothing", ["x.gguf"])
     hub.add_repo("me/gated", {"g.gguf": starter_path}, gated=True)
-    with pytest.raises(HubGatedError):
+    with pytest.raises(HubGatedError, match="gated: accept its licence"):
         download_model("me/gated", ["g.gguf"])
+    with pytest.raises(HubGatedError):
+        download_model("me/gated", ["g.gguf"], token="hf_wrong")
     usage = shutil.disk_usage("/")
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage._replace(free=10 * 1024 * 1024))
     with pytest.raises(DiskFullError, match="Not enough free disk space"):
@@ -183,3 +186,14 @@ def test_errors_and_disk_space(hub, smol_repo, monkeypatch, starter_path):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(HubUnreachableError):
         download_model(smol_repo, ["smollm2-135m-instruct-q4_1.gguf"])
+
+
+def test_gated_repo_with_the_token_from_the_keyring(hub, starter_path):
+    from desktop_app.core.secrets import set_hf_token
+
+    hub.add_repo("me/gated", {"g.gguf": starter_path}, gated=True)
+    set_hf_token(hub.token)
+    rq = repo_quants("me/gated", LAPTOP, RunSettings(n_ctx=4096))
+    assert [f.quant for f in rq.files] == ["Q4_1"] and rq.files[0].prediction is not None
+    result = download_model("me/gated", ["g.gguf"])
+    assert Path(result.path).stat().st_size == Path(starter_path).stat().st_size

@@ -41,7 +41,7 @@ def test_details_of_the_starter_model(make_window, starter_path):
 
 def test_details_without_a_model_points_to_the_models_page(make_window, qtbot):
     w = make_window(start=False)
-    w.show_page(2)
+    w.show_page_key("model_details")
     assert w.details_page.empty.isVisibleTo(w.details_page)
     qtbot.mouseClick(w.details_page.models_button, Qt.MouseButton.LeftButton)
     assert w.stack.currentWidget() is w.models_page

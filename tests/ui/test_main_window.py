@@ -13,6 +13,7 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
     w = make_window()
     assert [w.sidebar.item(i).text() for i in range(w.sidebar.count())] == [
         "Hardware",
+        "Discover",
         "Models",
         "Model details",
         "Chat",
@@ -21,10 +22,10 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
     w.sidebar.setFocus()
     w.show_page(0)
     qtbot.keyClick(w.sidebar, Qt.Key.Key_Down)
-    assert w.stack.currentWidget() is w.models_page
-    qtbot.keyClick(w, Qt.Key.Key_5, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentWidget() is w.discover_page
+    qtbot.keyClick(w, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
     assert w.stack.currentWidget() is w.settings_page
-    qtbot.keyClick(w, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w, Qt.Key.Key_5, Qt.KeyboardModifier.ControlModifier)
     assert w.stack.currentWidget() is w.chat_page
     qtbot.keyClick(w, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert w.current_page_key() == "hardware"
@@ -33,7 +34,7 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
 def test_page_and_geometry_survive_a_restart(make_window):
     w = make_window(start=False)
     w.resize(1100, 700)
-    w.show_page(4)
+    w.show_page_key("settings")
     w.close()
     again = make_window(start=False)
     assert again.current_page_key() == "settings"

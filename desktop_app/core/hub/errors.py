@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,10 +39,45 @@ def endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
+_reached: dict[str, float] = {}  # endpoint -> when a connection last succeeded
+_reached_lock = threading.Lock()
+PROBE_TIMEOUT_S = 5.0
+PROBE_TTL_S = 60.0
+
+
+def check_reachable() -> None:
+    """Fail fast when the Hub's host cannot be reached at all.
+
+    huggingface_hub retries refused connections with backoff for about 25 s; a user who is offline
+    should hear so at once. One TCP connect (remembered for a minute) tells. Behind a proxy the
+    direct connect says nothing, so it is skipped.
+    """
+    from urllib.parse import urlsplit
+
+    url = endpoint()
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return
+    with _reached_lock:
+        if time.monotonic() - _reached.get(url, -PROBE_TTL_S) < PROBE_TTL_S:
+            return
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise HubUnreachableError(
+            f"Cannot reach the Hugging Face Hub ({url}): {_short(exc)}. "
+            "Check the connection; local models keep working."
+        ) from exc
+    with _reached_lock:
+        _reached[url] = time.monotonic()
+
+
 def translate_errors(what: str, call: Callable[[], T]) -> T:
     """Run ``call`` and turn huggingface_hub / transport errors into :class:`HubError` subclasses."""
     from huggingface_hub import errors as hf
 
+    check_reachable()
     try:
         return call()
     except hf.GatedRepoError as exc:

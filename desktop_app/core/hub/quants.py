@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from desktop_app.core.gguf import SPLIT_RE
+from desktop_app.core.gguf.model_info import model_info_from_headers
 from desktop_app.core.hub.errors import HubError, endpoint, translate_errors
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
 from desktop_app.core.memory.predictor import Prediction
@@ -30,6 +31,7 @@ class RepoFile:
     bits_per_weight: float | None = None
     header_bytes_fetched: int = 0
     prediction: Prediction | None = None
+    shape: object | None = None  # ModelShape, kept so the fit can be recomputed for new settings
     error: str = ""
 
     @property
@@ -123,11 +125,13 @@ def repo_quants(
         result.safetensors_only = any(n.endswith(".safetensors") for n in names)
         if not result.safetensors_only:
             raise HubError(f"{repo_id} has no GGUF files and no safetensors weights to convert.")
+    if result.safetensors_only:
+        _plan_conversion(result, api, repo_id, revision, machine, settings)
     if with_card and any(n == "README.md" for n, _s, _h in siblings):
         result.card_markdown = _read_card(repo_id, revision, tok)
 
     def fit(f: RepoFile) -> None:
-        if f.mmproj:
+        if f.mmproj or not f.parts:  # projectors, and quants that only conversion would make
             return
         try:
             remote = fetch_model_headers(repo_id, f.filename, revision=revision, token=tok)
@@ -136,6 +140,9 @@ def repo_quants(
             n = sum(t.n_bytes for t in shape.tensors)
             params = shape.n_params
             f.bits_per_weight = n * 8 / params if params else None
+            f.shape = shape
+            if f.quant == "?":  # the file name does not say: the header does
+                f.quant = model_info_from_headers(remote.headers, file_name=f.filename).quant
             f.prediction = Predictor(shape, machine).predict(settings)
         except Exception as exc:  # one bad file must not hide the others
             f.error = str(exc)
@@ -143,6 +150,49 @@ def repo_quants(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(fit, files))
     return result
+
+
+CONVERSION_QUANTS = ["Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
+
+
+def _plan_conversion(result: RepoQuants, api, repo_id: str, revision: str, machine: Machine, settings) -> None:
+    """For safetensors-only repos: the quants conversion would produce, sized and fitted from config.json."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    from desktop_app.core.library import hf_hub_cache_dir
+    from desktop_app.core.memory.hf_config import shape_from_hf_config
+    from desktop_app.core.memory.quant_plan import shape_for_quant
+
+    def read(name: str) -> dict | None:
+        try:
+            path = hf_hub_download(repo_id, name, revision=revision, token=api.token, endpoint=endpoint(),
+                                   cache_dir=hf_hub_cache_dir())  # fmt: skip
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except Exception:
+            return None
+
+    config = read("config.json")
+    if config is None:
+        result.notes.append("This repo has safetensors weights but no readable config.json to predict from.")
+        return
+    index = read("model.safetensors.index.json")
+    try:
+        f16, header = shape_from_hf_config(config, (index or {}).get("weight_map") if index else None)
+    except (ValueError, KeyError, TypeError) as exc:
+        result.notes.append(str(exc))
+        return
+    for q in CONVERSION_QUANTS:
+        shape, plan = shape_for_quant(f16, q, header_bytes=header) if q != "F16" else (f16, None)
+        size = plan.file_bytes if plan else f16.file_bytes
+        rf = RepoFile(f"(convert) {q}", [], q, size, [], shape=shape)
+        rf.prediction = Predictor(shape, machine).predict(settings)
+        n = sum(t.n_bytes for t in shape.tensors)
+        rf.bits_per_weight = n * 8 / shape.n_params if shape.n_params else None
+        result.files.append(rf)
+    result.notes.append("No GGUF files here: sizes are predicted for the quants that conversion would produce.")
 
 
 def _read_card(repo_id: str, revision: str, token: str | None) -> str:

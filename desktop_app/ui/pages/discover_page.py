@@ -1,0 +1,384 @@
+"""Discover: search the Hub, open a repo, see which quants fit this computer, download one."""
+
+from __future__ import annotations
+
+import markdown
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from desktop_app.core.hub import HubUnreachableError
+from desktop_app.core.hub.quants import RepoQuants, repo_quants
+from desktop_app.core.hub.search import search_models
+from desktop_app.core.memory import Machine, Predictor, RunSettings
+from desktop_app.core.units import format_bytes, format_params
+from desktop_app.ui.context import AppContext
+from desktop_app.ui.downloads import DownloadManager, DownloadTask
+from desktop_app.ui.widgets import muted
+
+SEARCH_DEBOUNCE_MS = 350
+PAGE_SIZE = 30
+PARAM_RANGES = [
+    ("Any size", None, None),
+    ("Under 3B", None, 3e9),
+    ("3B – 9B", 3e9, 9e9),
+    ("9B – 20B", 9e9, 20e9),
+    ("20B – 40B", 20e9, 40e9),
+    ("Over 40B", 40e9, None),
+]
+BADGES = {
+    "full_gpu": ("Full GPU", "#15803d"),
+    "partial_gpu": ("Partial offload", "#0e7490"),
+    "cpu_only": ("CPU only", "#4d7c0f"),
+    "too_large": ("Won't fit", "#b91c1c"),
+}
+
+
+class DiscoverPage(QWidget):
+    title = "Discover"
+    results_shown = Signal()
+    repo_shown = Signal()
+
+    def __init__(self, ctx: AppContext, downloads: DownloadManager, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.downloads = downloads
+        self.repo: RepoQuants | None = None
+        self.limit = PAGE_SIZE
+        self._search_gen = 0
+        self._offline_said = False
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(24, 20, 24, 12)
+        bar = QHBoxLayout()
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Search models on the Hugging Face Hub (e.g. llama 3.2, qwen, smollm)")
+        self.query.setClearButtonEnabled(True)
+        self.sort = QComboBox()
+        for key, label in (("downloads", "Most downloads"), ("likes", "Most likes"), ("trending", "Trending"),
+                           ("updated", "Recently updated")):  # fmt: skip
+            self.sort.addItem(label, key)
+        self.gguf_only = QCheckBox("GGUF only")
+        self.gguf_only.setChecked(True)
+        self.text_gen = QCheckBox("Text generation")
+        self.size = QComboBox()
+        for label, lo, hi in PARAM_RANGES:
+            self.size.addItem(label, (lo, hi))
+        self.author = QLineEdit()
+        self.author.setPlaceholderText("Author")
+        self.author.setMaximumWidth(140)
+        for w in (self.query, self.sort, self.gguf_only, self.text_gen, self.size, self.author):
+            bar.addWidget(w, 1 if w is self.query else 0)
+        outer.addLayout(bar)
+        self.status = muted("Type to search. Results appear as you type.")
+        outer.addWidget(self.status)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 6, 0)
+        self.results = QTableWidget(0, 4)
+        self.results.setHorizontalHeaderLabels(["Repository", "Size", "Downloads", "Likes"])
+        self.results.verticalHeader().hide()
+        self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.results.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        h = self.results.horizontalHeader()
+        h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in (1, 2, 3):
+            h.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        ll.addWidget(self.results, 1)
+        self.more_button = QPushButton("More results")
+        ll.addWidget(self.more_button)
+        split.addWidget(left)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(6, 0, 0, 0)
+        self.repo_title = QLabel("Pick a repository to see its quants and whether they fit.")
+        self.repo_title.setObjectName("cardTitle")
+        self.repo_title.setWordWrap(True)
+        rl.addWidget(self.repo_title)
+        self.repo_meta = muted("")
+        rl.addWidget(self.repo_meta)
+        ctl = QHBoxLayout()
+        ctl.addWidget(QLabel("Context"))
+        self.ctx_slider = QSlider(Qt.Orientation.Horizontal)
+        self.ctx_slider.setRange(2, 128)  # × 1024 tokens
+        self.ctx_slider.setValue(4)
+        self.ctx_label = QLabel("4k")
+        self.kv_combo = QComboBox()
+        self.kv_combo.addItems(["f16", "q8_0", "q4_0"])
+        ctl.addWidget(self.ctx_slider, 1)
+        ctl.addWidget(self.ctx_label)
+        ctl.addWidget(QLabel("KV cache"))
+        ctl.addWidget(self.kv_combo)
+        rl.addLayout(ctl)
+        self.recommend = QLabel()
+        self.recommend.setWordWrap(True)
+        self.recommend.setStyleSheet("font-weight: 600;")
+        rl.addWidget(self.recommend)
+        tabs = QTabWidget()
+        self.quants = QTableWidget(0, 6)
+        self.quants.setHorizontalHeaderLabels(["Quant", "Bits/weight", "Size", "RAM", "GPU memory", "On this computer"])
+        self.quants.verticalHeader().hide()
+        self.quants.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.quants.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.quants.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        qh = self.quants.horizontalHeader()
+        qh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        qh.setStretchLastSection(True)
+        tabs.addTab(self.quants, "Quants")
+        self.card = QTextBrowser()
+        self.card.setOpenExternalLinks(True)
+        tabs.addTab(self.card, "Model card")
+        rl.addWidget(tabs, 1)
+        drow = QHBoxLayout()
+        self.download_button = QPushButton("Download selected quant")
+        self.download_button.setEnabled(False)
+        drow.addStretch(1)
+        drow.addWidget(self.download_button)
+        rl.addLayout(drow)
+        split.addWidget(right)
+        split.setSizes([430, 640])
+        outer.addWidget(split, 3)
+
+        dl_title = QLabel("Downloads")
+        dl_title.setObjectName("cardTitle")
+        outer.addWidget(dl_title)
+        self.dl_table = QTableWidget(0, 5)
+        self.dl_table.setHorizontalHeaderLabels(["Model", "Progress", "Speed", "Time left", ""])
+        self.dl_table.verticalHeader().hide()
+        self.dl_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.dl_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        dh = self.dl_table.horizontalHeader()
+        dh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        dh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.dl_table.setMaximumHeight(150)
+        outer.addWidget(self.dl_table, 1)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(SEARCH_DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.search)
+        self.query.textChanged.connect(self._schedule)
+        self.author.textChanged.connect(self._schedule)
+        for w in (self.sort, self.size):
+            w.currentIndexChanged.connect(self._schedule)
+        for w in (self.gguf_only, self.text_gen):
+            w.toggled.connect(self._schedule)
+        self.more_button.clicked.connect(self._more)
+        self.results.itemSelectionChanged.connect(self._open_selected)
+        self.ctx_slider.valueChanged.connect(self._refit)
+        self.kv_combo.currentIndexChanged.connect(self._refit)
+        self.quants.itemSelectionChanged.connect(self._quant_selected)
+        self.download_button.clicked.connect(self._download)
+        self._dl_timer = QTimer(self)  # progress arrives often: repaint the table at most 5 times a second
+        self._dl_timer.setSingleShot(True)
+        self._dl_timer.setInterval(200)
+        self._dl_timer.timeout.connect(self._show_downloads)
+        downloads.changed.connect(lambda _t: self._dl_timer.start() if not self._dl_timer.isActive() else None)
+        self._show_downloads()
+
+    # -- search --------------------------------------------------------------------------------
+    def _schedule(self, *_args) -> None:
+        self.limit = PAGE_SIZE
+        self._debounce.start()
+
+    def _more(self) -> None:
+        self.limit += PAGE_SIZE
+        self.search()
+
+    def search(self) -> None:
+        """Search in a worker; a newer search makes older answers irrelevant."""
+        self._search_gen += 1
+        gen = self._search_gen
+        lo, hi = self.size.currentData()
+        self.status.setText("Searching…")
+        worker = create_worker(
+            search_models, self.query.text().strip(), sort=self.sort.currentData(),
+            gguf_only=self.gguf_only.isChecked(), text_generation=self.text_gen.isChecked(),
+            author=self.author.text().strip() or None, min_params=lo, max_params=hi, limit=self.limit,
+            _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
+        worker.returned.connect(lambda results: self._show_results(gen, results))
+        worker.errored.connect(lambda exc: self._hub_failed(gen, exc))
+        worker.start()
+
+    def _show_results(self, gen: int, results) -> None:
+        if gen != self._search_gen:
+            return
+        self.results.setRowCount(len(results))
+        for r, res in enumerate(results):
+            cells = [res.repo_id + ("  (gated)" if res.gated else ""), format_params(res.params) if res.params else "?",
+                     f"{res.downloads:,}", f"{res.likes:,}"]  # fmt: skip
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, res.repo_id)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.results.setItem(r, c, item)
+        n = len(results)
+        self.status.setText(f"{n} repositor{'y' if n == 1 else 'ies'}" if results else "No repositories match.")
+        self.more_button.setEnabled(len(results) >= self.limit)
+        self._offline_said = False
+        self.results_shown.emit()
+
+    def _hub_failed(self, gen: int | None, exc: Exception) -> None:
+        if gen is not None and gen != self._search_gen:
+            return
+        if isinstance(exc, HubUnreachableError):
+            self.status.setText("Offline: the Hugging Face Hub cannot be reached. Your local models still work.")
+            if not self._offline_said:  # say it once, plainly
+                self._offline_said = True
+                self.ctx.notify(str(exc), "warning")
+        else:
+            self.status.setText(str(exc))
+            self.ctx.notify(str(exc), "error")
+        self.results_shown.emit()
+
+    # -- a repository --------------------------------------------------------------------------
+    def _settings(self) -> RunSettings:
+        return RunSettings(n_ctx=self.ctx_slider.value() * 1024, kv_type=self.kv_combo.currentText())
+
+    def _machine(self) -> Machine | None:
+        return Machine.from_hardware(self.ctx.hardware) if self.ctx.hardware is not None else None
+
+    def _open_selected(self) -> None:
+        rows = self.results.selectionModel().selectedRows()
+        if rows:
+            self.open_repo(self.results.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole))
+
+    def open_repo(self, repo_id: str) -> None:
+        machine = self._machine()
+        if machine is None:
+            self.repo_title.setText("Waiting for the hardware probe…")
+            return
+        self.repo_title.setText(repo_id)
+        self.repo_meta.setText("Reading the quants' headers (a few hundred kB each)…")
+        self.quants.setRowCount(0)
+        self.card.setHtml("")
+        self.recommend.setText("")
+        worker = create_worker(repo_quants, repo_id, machine, self._settings(), _start_thread=False,
+                               _ignore_errors=True)  # fmt: skip
+        worker.returned.connect(self._show_repo)
+        worker.errored.connect(lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))
+        worker.start()
+
+    def _show_repo(self, rq: RepoQuants) -> None:
+        self.repo = rq
+        meta = []
+        if rq.license:
+            meta.append(f"License: {rq.license}")
+        if rq.gated:
+            meta.append("Gated: accept the licence on the Hub and save a token in Settings")
+        meta += rq.notes
+        self.repo_meta.setText(" · ".join(meta))
+        self.card.setHtml(markdown.markdown(rq.card_markdown or "*No model card.*", extensions=["tables"]))
+        self._fill_quants()
+        self.repo_shown.emit()
+
+    def _refit(self, *_args) -> None:
+        self.ctx_label.setText(f"{self.ctx_slider.value()}k")
+        if self.repo is None or self._machine() is None:
+            return
+        machine, settings = self._machine(), self._settings()
+        for f in self.repo.files:
+            if f.shape is not None:
+                f.prediction = Predictor(f.shape, machine).predict(settings, with_max_ctx=False)
+        self._fill_quants()
+
+    def _fill_quants(self) -> None:
+        rq = self.repo
+        best, why = rq.recommended()
+        self.recommend.setText(("★ " if best else "") + why)
+        self.quants.setRowCount(len(rq.files))
+        for r, f in enumerate(rq.files):
+            p = f.prediction
+            badge, color = BADGES.get(p.verdict, ("?", "#666")) if p else (("projector" if f.mmproj else "?"), "#666")
+            name = f.quant + (" ★" if f is best else "") + (f" ({f.shards} parts)" if f.shards > 1 else "")
+            cells = [
+                name,
+                f"{f.bits_per_weight:.2f}" if f.bits_per_weight else "",
+                format_bytes(f.size_bytes),
+                format_bytes(p.ram.needed_bytes) if p else "",
+                format_bytes(p.vram.needed_bytes) if p and p.vram.needed_bytes else "—",
+                badge if not f.error else f"unreadable: {f.error[:60]}",
+            ]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, r)
+                if c == 5:
+                    item.setForeground(QColor(color))
+                self.quants.setItem(r, c, item)
+        self._quant_selected()
+
+    def _quant_selected(self) -> None:
+        rows = self.quants.selectionModel().selectedRows()
+        f = self.repo.files[rows[0].row()] if rows and self.repo else None
+        self.download_button.setEnabled(bool(f and f.parts))
+        self.download_button.setToolTip("" if not f or f.parts else "Convert the safetensors model first")
+
+    def _download(self) -> None:
+        rows = self.quants.selectionModel().selectedRows()
+        if not rows or self.repo is None:
+            return
+        f = self.repo.files[rows[0].row()]
+        if f.prediction is not None and f.prediction.verdict == "too_large":
+            self.ctx.notify(f"{f.quant} will not fit this computer at this context; downloading anyway.", "warning")
+        self.downloads.add(self.repo.repo_id, f.parts, f.quant, f.size_bytes)
+
+    # -- downloads -----------------------------------------------------------------------------
+    def _show_downloads(self, *_args) -> None:
+        tasks = [t for t in self.downloads.tasks if t.state != "cancelled"]
+        self.dl_table.setRowCount(len(tasks))
+        for r, t in enumerate(tasks):
+            self.dl_table.setItem(r, 0, QTableWidgetItem(f"{t.repo_id} — {t.quant}"))
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(int(t.bytes_done / t.size_bytes * 1000) if t.size_bytes else 0)
+            label = {"downloading": t.phase or "downloading", "failed": "failed: " + t.error[:80]}.get(t.state, t.state)
+            bar.setFormat(f"{label} — {format_bytes(t.bytes_done)} of {format_bytes(t.size_bytes)}")
+            self.dl_table.setCellWidget(r, 1, bar)
+            self.dl_table.setItem(r, 2, QTableWidgetItem(f"{t.speed_bps / 1e6:.1f} MB/s" if t.state == "downloading"
+                                                         else ""))  # fmt: skip
+            eta = f"{t.eta_s:.0f} s" if t.state == "downloading" and t.eta_s else ""
+            self.dl_table.setItem(r, 3, QTableWidgetItem(eta))
+            self.dl_table.setCellWidget(r, 4, self._actions(t))
+
+    def _actions(self, t: DownloadTask) -> QWidget:
+        w = QWidget()
+        lay = QHBoxLayout(w)
+        lay.setContentsMargins(2, 0, 2, 0)
+        if t.state in ("downloading", "queued"):
+            b = QPushButton("Pause")
+            b.clicked.connect(lambda: self.downloads.pause(t))
+            lay.addWidget(b)
+        if t.state in ("paused", "failed"):
+            b = QPushButton("Resume" if t.state == "paused" else "Retry")
+            b.clicked.connect(lambda: self.downloads.resume(t))
+            lay.addWidget(b)
+        if t.state not in ("done", "cancelled"):
+            b = QPushButton("Cancel")
+            b.clicked.connect(lambda: self.downloads.cancel(t))
+            lay.addWidget(b)
+        return w
