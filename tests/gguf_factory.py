@@ -6,7 +6,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
 
 Q = GGMLQuantizationType
 # bytes per block for the raw quantized tensors we write
@@ -134,7 +134,7 @@ def truncate(path: Path, size: int) -> None:
 
 def _ti(w: GGUFWriter, name: str, ne: tuple[int, ...], qtype: Q) -> None:
     """Add a tensor info only (no data); ``ne`` in ggml order (row length first)."""
-    block, size = (1, 4) if qtype == Q.F32 else (1, 2) if qtype == Q.F16 else _BLOCK[qtype]
+    block, size = GGML_QUANT_SIZES[qtype]
     n = 1
     for d in ne:
         n *= d

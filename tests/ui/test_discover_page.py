@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
@@ -92,7 +94,12 @@ def test_paused_download_survives_a_restart(make_window, qtbot, hub_repos, monke
     [again] = w2.downloads.tasks
     assert again.repo_id == task.repo_id
     qtbot.waitUntil(lambda: again.state == "done", timeout=TIMEOUT)
-    assert hub_repos.served["smollm2-135m-instruct-q4_1.gguf"] < 2 * 98_362_432
+    assert hub_repos.served["smollm2-135m-instruct-q4_1.gguf"] < 2 * 98_362_432  # resumed, not restarted
+    # in the library, ready to chat
+    real = os.path.realpath(again.path)
+    qtbot.waitUntil(lambda: any(os.path.realpath(e.id) == real for e in w2.ctx.entries), timeout=TIMEOUT)
+    entry = next(e for e in w2.ctx.entries if os.path.realpath(e.id) == real)
+    assert entry.info is not None and entry.info.quant == "Q4_1"
 
 
 def test_offline_is_said_once_and_local_features_keep_working(make_window, qtbot, monkeypatch):

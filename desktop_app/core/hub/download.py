@@ -103,7 +103,6 @@ def download_model(
         HubGatedError, HubRepoNotFoundError, HubFileNotFoundError, HubUnreachableError, HubError.
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from tqdm.auto import tqdm as base_tqdm
 
     from desktop_app.core.secrets import get_hf_token
 
@@ -126,7 +125,7 @@ def download_model(
             f"{_gb(free)} is free. Free some space (or move HF_HOME) and try again."
         )
 
-    job = _Job(repo_id, revision, tok, cancel, progress, base_tqdm, total, len(filenames))
+    job = _Job(repo_id, revision, tok, cancel, progress, total, len(filenames))
     paths: list[str] = []
     shas: list[str] = []
     for i, (name, meta) in enumerate(zip(filenames, metas, strict=True)):
@@ -145,9 +144,9 @@ def download_model(
 class _Job:
     """One model's download: the parts one after the other, progress across all of them."""
 
-    def __init__(self, repo_id, revision, token, cancel, progress, base_tqdm, total, parts) -> None:
+    def __init__(self, repo_id, revision, token, cancel, progress, total, parts) -> None:
         self.repo_id, self.revision, self.token = repo_id, revision, token
-        self.cancel, self.progress, self.base_tqdm = cancel, progress, base_tqdm
+        self.cancel, self.progress = cancel, progress
         self.total, self.parts = total, parts
         self.done_before = 0
         self.urls: dict[str, str] = {}
@@ -155,34 +154,22 @@ class _Job:
         self.sizes: dict[str, int | None] = {}
         self.started = time.monotonic()
         self.session_bytes = 0  # fetched by this call, for the speed
+        self._last_report = 0.0
 
-    def _report(self, name: str, i: int, got: int, phase: str = "downloading") -> None:
+    def _report(self, name: str, i: int, got: int, phase: str = "downloading", *, force: bool = True) -> None:
         if self.progress is None:
             return
-        speed = self.session_bytes / max(time.monotonic() - self.started, 1e-6) if phase == "downloading" else 0.0
+        now = time.monotonic()
+        if not force and now - self._last_report < 0.05:  # at most 20 reports a second
+            return
+        self._last_report = now
+        speed = self.session_bytes / max(now - self.started, 1e-6) if phase == "downloading" else 0.0
         eta = (self.total - got) / speed if speed > 0 else None
         self.progress(DownloadProgress(name, i + 1, self.parts, got, self.total, speed, eta, phase))
 
     def fetch(self, i: int, name: str, expected_sha: str) -> tuple[str, str]:
-        job = self
-        state = {"initial": 0, "new": 0}
-
-        class Progress(self.base_tqdm):  # huggingface_hub reports bytes through a tqdm class
-            def __init__(self, *a, **kw):
-                state["initial"] = int(kw.get("initial") or 0)  # bytes resumed from the .incomplete file
-                state["new"] = 0
-                kw["disable"] = True
-                super().__init__(*a, **kw)
-
-            def update(self, n=1):
-                if job.cancel.is_set():
-                    raise DownloadCancelled("Download paused or cancelled; it will resume from here.")
-                state["new"] += n or 0
-                job.session_bytes += n or 0
-                job._report(name, i, job.done_before + state["initial"] + state["new"])
-
-        path = _download_with_retries(self, name, i, Progress, expected_sha)
-        digest = sha256_file(path, lambda n: self._report(name, i, self.done_before + n, "verifying"), self.cancel)
+        path, digest = _download_with_retries(self, name, i, expected_sha)
+        self._report(name, i, self.done_before + (self.sizes[name] or os.path.getsize(path)), "verified")
         if len(expected_sha) == 64 and digest != expected_sha:
             os.remove(path)  # never leave a bad file looking complete (or resumable)
             raise CorruptDownloadError(
@@ -192,61 +179,144 @@ class _Job:
         return _place_in_cache(self.repo_id, self.revision, self.commits[name], name, path, expected_sha), digest
 
 
-def _download_with_retries(job: _Job, name: str, i: int, tqdm_class, etag: str) -> str:
-    """Fetch into blobs/<etag>.incomplete, resuming from what is there (also after a restart)."""
-    from huggingface_hub.file_download import http_get
+CHUNK = 1 << 20
+STALL_TIMEOUT_S = 30.0  # no byte for this long: the transfer stalled; retry (resuming) with backoff
+
+
+class _Short(Exception):
+    """The server closed the connection before the announced end (or sent more than announced)."""
+
+
+def _transfer(job: _Job, name: str, i: int, f, sha) -> None:
+    """GET the rest of the file into ``f`` (open for appending), hashing as it arrives.
+
+    A plain ``urllib`` loop reading into one reused buffer: on a fast link this costs about as much
+    CPU as huggingface_hub's ``http_get`` does without hashing, so verifying comes for free.
+    """
+    import http.client
+    import urllib.error
+    import urllib.request
+
     from huggingface_hub.utils import build_hf_headers
 
+    resume = f.tell()
+    size = job.sizes[name]
+    if size is not None and resume == size:
+        return
+    headers = build_hf_headers(token=job.token)
+    if resume:
+        headers["Range"] = f"bytes={resume}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(job.urls[name], headers=headers), timeout=STALL_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        raise _http_error(job, name, exc.code) from exc
+    with resp:
+        if resume and resp.status == 200:  # the server ignored Range: start over
+            f.seek(0)
+            f.truncate()
+            sha.__init__()
+            resume = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        got = resume
+        try:
+            while n := resp.readinto(view):
+                if job.cancel.is_set():
+                    raise DownloadCancelled("Download paused or cancelled; it will resume from here.")
+                chunk = view[:n]
+                f.write(chunk)
+                sha.update(chunk)
+                got += n
+                job.session_bytes += n
+                job._report(name, i, job.done_before + got, force=False)
+        except http.client.IncompleteRead as exc:
+            raise _Short(f"{name}: the connection closed early") from exc
+    if size is not None and got != size:
+        raise _Short(f"{name}: got {got:,} bytes, expected {size:,}")
+
+
+def _http_error(job: _Job, name: str, status: int) -> HubError:
+    from desktop_app.core.hub.errors import HubFileNotFoundError, HubGatedError
+
+    where = f"{job.repo_id}/{name}"
+    if status in (401, 403):
+        return HubGatedError(f"{where}: the Hub refused access ({status}). Check the token in Settings.")
+    if status == 404:
+        return HubFileNotFoundError(f"{where}: no such file in the repository.")
+    if status == 416:
+        return _RangeNotSatisfiable(where)
+    return HubError(f"{where}: the Hub answered with an error ({status}). Try again later.")
+
+
+class _RangeNotSatisfiable(HubError):
+    pass
+
+
+def _download_with_retries(job: _Job, name: str, i: int, etag: str) -> tuple[str, str]:
+    """Fetch into blobs/<etag>.incomplete, resuming from what is there (also after a restart).
+
+    Returns the path and the file's sha256, computed on the way (what an earlier attempt or run
+    fetched is hashed first, from disk).
+    """
     blobs = _storage(job.repo_id) / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     key = etag or hashlib.sha256(f"{job.repo_id}/{name}".encode()).hexdigest()
     incomplete = blobs / f"{key}.incomplete"
     for attempt in range(RETRIES + 1):
         try:
-            with open(incomplete, "ab") as f:
-                resume = f.tell()
-                translate_errors(
-                    f"{job.repo_id}/{name}",
-                    lambda f=f, resume=resume: http_get(
-                        job.urls[name], f, resume_size=resume, headers=build_hf_headers(token=job.token),
-                        expected_size=job.sizes[name], displayed_filename=name, tqdm_class=tqdm_class,
-                    ),
-                )  # fmt: skip
-            return str(incomplete)
+            with open(incomplete, "a+b") as f:
+                sha = _hash_existing(f, job, name, i)
+                _transfer(job, name, i, f, sha)
+            return str(incomplete), sha.hexdigest()
         except DownloadCancelled:
             raise
-        except HubUnreachableError:
-            if attempt == RETRIES:
-                raise
-        except HubError as exc:
-            if "(416)" not in str(exc):
-                raise
+        except _RangeNotSatisfiable as exc:
             got = incomplete.stat().st_size if incomplete.exists() else 0
             incomplete.unlink(missing_ok=True)
             raise CorruptDownloadError(
                 f"{name}: the server announced {job.sizes[name]:,} bytes but has only {got:,}. "
                 "Nothing was kept; the file on the server may be broken, try again later."
             ) from exc
+        except HubError as exc:
+            if "error (5" not in str(exc) or attempt == RETRIES:  # retry only the server's own errors
+                raise
+        except _Short as exc:
+            size, got = job.sizes[name], incomplete.stat().st_size
+            if size is not None and got > size:
+                incomplete.unlink(missing_ok=True)
+                raise CorruptDownloadError(
+                    f"{name}: the server sent more bytes than it announced. Nothing was kept; try again later."
+                ) from exc
+            if attempt == RETRIES:
+                raise HubError(f"Downloading {name} failed: {exc}. Resume it later: what was fetched is kept.") from exc
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
                 raise DiskFullError(
                     f"The disk filled up while downloading {name}. Free some space and resume: what was "
                     "fetched is kept."
                 ) from exc
-            if "Consistency check failed" in str(exc):
-                incomplete.unlink(missing_ok=True)
-                raise CorruptDownloadError(
-                    f"{name}: the server sent a different number of bytes than it announced. "
-                    "Nothing was kept; try again later."
-                ) from exc
             if attempt == RETRIES:
-                raise HubError(f"Downloading {name} failed: {exc}") from exc
+                raise HubUnreachableError(
+                    f"Downloading {name} failed: {exc}. Check the connection and resume: what was fetched is kept."
+                ) from exc
         wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
         log.warning("download of %s stalled; retrying in %s s", name, wait)
         job._report(name, i, job.done_before, "retrying")
         if job.cancel.wait(wait):
             raise DownloadCancelled("Download cancelled while waiting to retry.")
     raise HubError(f"Downloading {name} failed.")
+
+
+def _hash_existing(f, job: _Job, name: str, i: int):
+    """sha256 over what the partial file already holds (left at its end, ready to append)."""
+    sha = hashlib.sha256()
+    f.seek(0)
+    while chunk := f.read(4 * CHUNK):
+        if job.cancel.is_set():
+            raise DownloadCancelled("Cancelled while checking the partial download.")
+        sha.update(chunk)
+        job._report(name, i, job.done_before + f.tell(), "checking", force=False)
+    return sha
 
 
 def _storage(repo_id: str) -> Path:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from desktop_app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK = 256 * 1024
-MIN_CHUNK = 64 * 1024
 CACHE_VERSION = 1
 
 
@@ -46,6 +46,11 @@ def _token(token: str | None) -> str | None:
     from desktop_app.core.secrets import get_hf_token
 
     return get_hf_token()
+
+
+# Headers are fetched in parallel but parsed one at a time: parsing is pure Python and holds the GIL,
+# and eight parsing threads would each take their turn before the GUI thread gets it back.
+_PARSE_LOCK = threading.Lock()
 
 
 def _cache_dir() -> Path:
@@ -169,10 +174,15 @@ def fetch_file_header(
         buf += body
         fetched += len(body)
         try:
-            header = parse_gguf_header(bytes(buf), file_bytes=size, name=filename)
+            with _PARSE_LOCK:  # see _PARSE_LOCK
+                header = parse_gguf_header(bytes(buf), file_bytes=size, name=filename)
             break
         except NeedMoreBytes as more:
-            want = min(size, max(more.estimate, more.needed, len(buf) + MIN_CHUNK))
+            # the estimate only sees the array it stopped in (the vocabulary's token types and merges
+            # may follow): ask for up to half as much again (at most 0.1 % of the file), to finish
+            # in one more round trip rather than three
+            slack = min(more.estimate // 2, size // 1000)
+            want = min(size, max(more.estimate + slack, more.needed, len(buf) + 64 * 1024))
             if want <= len(buf):
                 raise HubError(f"{where}: the header could not be read from the bytes the server sent.") from None
     if cache_path is not None:
