@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -34,9 +36,15 @@ PAGE_KEYS = ["hardware", "discover", "models", "model_details", "chat", "setting
 CHAT_PAGE = PAGE_KEYS.index("chat")
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 class MainWindow(QMainWindow):
     def __init__(self, ctx: AppContext, *, restore_state: bool = True) -> None:
         super().__init__()
+        # Workers (header parsing, log parsing, the Hub) are Python threads: with the default 5 ms
+        # GIL switch interval the GUI thread can wait several turns for the GIL before it paints.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.ctx = ctx
         self.setWindowTitle("QuantDesk")
         self.setMinimumSize(960, 640)

@@ -7,7 +7,6 @@ import os
 import re
 import time
 
-import markdown
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -42,6 +41,7 @@ from desktop_app.core.memory.history import MeasurementRecord, MeasurementStore,
 from desktop_app.core.memory.llama_log import parse_llama_log
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.engine_client import EngineClient
+from desktop_app.ui.markdown_html import to_html, warm_up
 from desktop_app.ui.widgets import muted
 
 RENDER_INTERVAL_MS = 50  # coalesce streamed tokens into one repaint
@@ -51,7 +51,7 @@ _CODE_RE = re.compile(r"<pre><code( class=\"[^\"]*\")?>(.*?)</code></pre>", re.S
 
 def render_markdown(text: str, msg_index: int, code_bg: str = "#e5e7eb") -> str:
     """Markdown → HTML for QTextBrowser, with a Copy link on every code block."""
-    body = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
+    body = to_html(text)
     counter = iter(range(1000))
 
     def code(m: re.Match) -> str:
@@ -66,7 +66,7 @@ def render_markdown(text: str, msg_index: int, code_bg: str = "#e5e7eb") -> str:
 
 
 def code_blocks(text: str) -> list[str]:
-    return [html.unescape(m.group(2)) for m in _CODE_RE.finditer(markdown.markdown(text, extensions=["fenced_code"]))]
+    return [html.unescape(m.group(2)) for m in _CODE_RE.finditer(to_html(text))]
 
 
 class _EnterToSend(QObject):
@@ -97,6 +97,7 @@ class ChatPage(QWidget):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        ctx.run_io(warm_up)  # compile markdown's regular expressions before the first answer needs them
         self.store = ChatStore()
         self.engine = EngineClient(self)
         self.conv: Conversation | None = None
@@ -380,13 +381,14 @@ class ChatPage(QWidget):
             self._start_answer(pending)
 
     def _record_load(self, path: str, log: str, prediction) -> None:
-        """Learning from reality: keep llama.cpp's real buffers beside the prediction."""
-        buffers = parse_llama_log(log)
+        """Learning from reality: keep llama.cpp's real buffers beside the prediction (all on the io
+        thread: the load log is thousands of lines)."""
         settings = {"n_ctx": prediction.n_ctx, "kv_type": prediction.kv_type, "n_gpu_layers": prediction.n_gpu_layers}
 
         def record() -> None:
             import importlib.metadata
 
+            buffers = parse_llama_log(log)
             MeasurementStore().record(
                 MeasurementRecord(
                     fingerprint=model_fingerprint(path), model_path=path, settings=settings,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import markdown
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -33,6 +32,7 @@ from desktop_app.core.memory import Machine, Predictor, RunSettings
 from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.downloads import DownloadManager, DownloadTask
+from desktop_app.ui.markdown_html import CARD, to_html
 from desktop_app.ui.widgets import muted
 
 SEARCH_DEBOUNCE_MS = 350
@@ -53,6 +53,12 @@ BADGES = {
 }
 
 
+def _repo_with_card_html(repo_id: str, machine: Machine, settings: RunSettings) -> tuple[RepoQuants, str]:
+    """In the worker: the quants with their fit, and the model card already rendered."""
+    rq = repo_quants(repo_id, machine, settings)
+    return rq, to_html(rq.card_markdown or "*No model card.*", CARD)
+
+
 class DiscoverPage(QWidget):
     title = "Discover"
     results_shown = Signal()
@@ -63,6 +69,7 @@ class DiscoverPage(QWidget):
         self.ctx = ctx
         self.downloads = downloads
         self.repo: RepoQuants | None = None
+        self._wanted_repo = ""
         self.limit = PAGE_SIZE
         self._search_gen = 0
         self._offline_said = False
@@ -278,13 +285,17 @@ class DiscoverPage(QWidget):
         self.quants.setRowCount(0)
         self.card.setHtml("")
         self.recommend.setText("")
-        worker = create_worker(repo_quants, repo_id, machine, self._settings(), _start_thread=False,
+        self._wanted_repo = repo_id
+        worker = create_worker(_repo_with_card_html, repo_id, machine, self._settings(), _start_thread=False,
                                _ignore_errors=True)  # fmt: skip
         worker.returned.connect(self._show_repo)
         worker.errored.connect(lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))
         worker.start()
 
-    def _show_repo(self, rq: RepoQuants) -> None:
+    def _show_repo(self, result: tuple[RepoQuants, str]) -> None:
+        rq, card_html = result
+        if rq.repo_id != self._wanted_repo:  # the user has moved on to another repo meanwhile
+            return
         self.repo = rq
         meta = []
         if rq.license:
@@ -293,7 +304,7 @@ class DiscoverPage(QWidget):
             meta.append("Gated: accept the licence on the Hub and save a token in Settings")
         meta += rq.notes
         self.repo_meta.setText(" · ".join(meta))
-        self.card.setHtml(markdown.markdown(rq.card_markdown or "*No model card.*", extensions=["tables"]))
+        self.card.setHtml(card_html)
         self._fill_quants()
         self.repo_shown.emit()
 
