@@ -197,3 +197,38 @@ def test_gated_repo_with_the_token_from_the_keyring(hub, starter_path):
     assert [f.quant for f in rq.files] == ["Q4_1"] and rq.files[0].prediction is not None
     result = download_model("me/gated", ["g.gguf"])
     assert Path(result.path).stat().st_size == Path(starter_path).stat().st_size
+
+
+def test_disk_full_mid_download_keeps_what_was_fetched(hub, smol_repo, starter_path, monkeypatch):
+    import builtins
+
+    from desktop_app.core.hub import download as dl
+
+    class FillsUp:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            if self._f.tell() + len(data) > 20 * 1024 * 1024:
+                raise OSError(28, "No space left on device")
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    monkeypatch.setattr(dl, "open", lambda *a, **k: FillsUp(builtins.open(*a, **k)), raising=False)  # noqa: SIM115
+    name = "smollm2-135m-instruct-q4_1.gguf"
+    with pytest.raises(DiskFullError, match="The disk filled up .* what was fetched is kept"):
+        download_model(smol_repo, [name])
+    [partial] = (dl._storage(smol_repo) / "blobs").glob("*.incomplete")
+    assert 0 < partial.stat().st_size <= 20 * 1024 * 1024
+    monkeypatch.delattr(dl, "open")  # space freed: resume
+    result = download_model(smol_repo, [name])
+    assert result.resumed and result.sha256 == [hub.repos[smol_repo].sha256[name]]
+    assert hub.served[name] < 1.25 * os.path.getsize(starter_path)
