@@ -1,0 +1,41 @@
+"""llama.cpp's own tools, built from the sources vendored in the pinned llama-cpp-python sdist.
+
+The first call downloads the sdist from PyPI and builds one target (a few minutes on 2 cores);
+later calls reuse the binary in ~/.cache/quantdesk-bench. QUANTDESK_LLAMA_PERPLEXITY may point at
+a binary instead.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import tarfile
+
+from tests.benchmarks.quants import CACHE
+
+
+def llama_tool(target: str = "llama-perplexity") -> str:
+    if target == "llama-perplexity" and os.environ.get("QUANTDESK_LLAMA_PERPLEXITY"):
+        return os.environ["QUANTDESK_LLAMA_PERPLEXITY"]
+    version = importlib.metadata.version("llama-cpp-python")
+    root = CACHE / f"llama-cpp-python-{version}"
+    binary = root / "build" / "bin" / target
+    if binary.exists():
+        return str(binary)
+    root.mkdir(parents=True, exist_ok=True)
+    sdist = root / f"llama_cpp_python-{version}.tar.gz"
+    if not sdist.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        f"llama-cpp-python=={version}", "-d", str(root)], check=True)  # fmt: skip
+    src = root / f"llama_cpp_python-{version}"
+    if not src.exists():
+        with tarfile.open(sdist) as tar:
+            tar.extractall(root, filter="data")
+    llama = src / "vendor" / "llama.cpp"
+    build = root / "build"
+    subprocess.run(["cmake", "-S", str(llama), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
+                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF"], check=True)  # fmt: skip
+    subprocess.run(["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 2)], check=True)
+    return str(binary)
