@@ -46,6 +46,7 @@ class ScreenshotRunner(QObject):
         self._hw = window.ctx.hardware is not None
         self._lib = False
         self._chatted = False
+        self._compared = False
         window.ctx.hardware_changed.connect(self._hardware_ready)
         window.ctx.hardware_failed.connect(self._hardware_ready)
         window.ctx.scan_finished.connect(self._library_ready)
@@ -76,7 +77,7 @@ class ScreenshotRunner(QObject):
             return
         self.window.show_page(index)
         if PAGE_KEYS[index] == "chat" and not self._chatted:
-            self._chatted = True
+            self._chatted = False
             chat = self.window.chat_page
             if chat.model_combo.count():
                 chat.answer_finished.connect(lambda: QTimer.singleShot(150, lambda: self._grab(index)))
@@ -85,6 +86,16 @@ class ScreenshotRunner(QObject):
                 chat.max_tokens.setValue(120)
                 chat.input.setPlainText("Write a Python function that adds two numbers, with a short explanation.")
                 chat.send()
+                return
+        if PAGE_KEYS[index] == "compare" and not self._compared:
+            self._compared = False
+            page = self.window.compare_page
+            if page.reference.count():
+                page.finished.connect(lambda _c: QTimer.singleShot(150, lambda: self._grab(index)))
+                page.set_selection(page.reference.itemData(0), [page.reference.itemData(0)])
+                page.n_ctx.setValue(128)
+                page.chunks.setValue(4)
+                page.start()
                 return
         # let layouts settle for one event-loop turn before grabbing
         QTimer.singleShot(150, lambda: self._grab(index))
@@ -149,7 +160,25 @@ def run_gui(*, screenshots_dir: str | None = None) -> int:
         window.close()
         if runner.failed:
             print(f"screenshots failed: {runner.failed}", file=sys.stderr)
-            return 1
-        for p in runner.written:
-            print(os.fspath(p))
+            code = 1
+        else:
+            for p in runner.written:
+                print(os.fspath(p))
+    _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> None:
+    """Leave without the interpreter's final garbage collection.
+
+    Everything is saved by then (window state, settings, the download queue, conversations). After a
+    chat and a comparison in one session, PySide6 6.12's teardown of its wrappers during that last
+    collection can abort the process ("bool_dealloc ... refcount error in a C extension"), turning a
+    clean quit into a crash report. Flushing and leaving directly avoids it.
+    """
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

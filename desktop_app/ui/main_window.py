@@ -24,6 +24,7 @@ from desktop_app.ui.context import AppContext, Message
 from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.monitor import ResourceMonitor
 from desktop_app.ui.pages.chat_page import ChatPage
+from desktop_app.ui.pages.compare_page import ComparePage
 from desktop_app.ui.pages.discover_page import DiscoverPage
 from desktop_app.ui.pages.hardware_page import HardwarePage
 from desktop_app.ui.pages.model_details_page import ModelDetailsPage
@@ -32,7 +33,7 @@ from desktop_app.ui.pages.settings_page import SettingsPage
 from desktop_app.ui.theme import apply_theme
 from desktop_app.ui.widgets import MessageBar
 
-PAGE_KEYS = ["hardware", "discover", "models", "model_details", "chat", "settings"]
+PAGE_KEYS = ["hardware", "discover", "models", "model_details", "chat", "compare", "settings"]
 CHAT_PAGE = PAGE_KEYS.index("chat")
 
 
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow):
         self.models_page = ModelsPage(ctx)
         self.details_page = ModelDetailsPage(ctx)
         self.chat_page = ChatPage(ctx)
+        self.compare_page = ComparePage(ctx)
         self.settings_page = SettingsPage(ctx)
         icons = [
             QStyle.StandardPixmap.SP_ComputerIcon,
@@ -82,6 +84,7 @@ class MainWindow(QMainWindow):
             QStyle.StandardPixmap.SP_DirIcon,
             QStyle.StandardPixmap.SP_FileDialogDetailedView,
             QStyle.StandardPixmap.SP_MessageBoxQuestion,
+            QStyle.StandardPixmap.SP_FileDialogContentsView,
             QStyle.StandardPixmap.SP_FileDialogInfoView,
         ]
         self.pages = [
@@ -90,6 +93,7 @@ class MainWindow(QMainWindow):
             self.models_page,
             self.details_page,
             self.chat_page,
+            self.compare_page,
             self.settings_page,
         ]
         for n, (page, icon) in enumerate(zip(self.pages, icons, strict=True), start=1):
@@ -158,7 +162,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        busy = self.ctx.busy_jobs() + self.downloads.busy()
+        busy = self.ctx.busy_jobs() + self.downloads.busy() + self.compare_page.busy()
         if busy:
             answer = QMessageBox.question(
                 self,
@@ -173,6 +177,7 @@ class MainWindow(QMainWindow):
         self.state.sync()
         self.monitor.stop()
         self.chat_page.shutdown()
+        self.compare_page.shutdown()
         self.downloads.shutdown()
         self.ctx.shutdown()
         super().closeEvent(event)

@@ -17,14 +17,17 @@ def test_sidebar_lists_the_journey_and_keyboard_moves_through_it(make_window, qt
         "Models",
         "Model details",
         "Chat",
+        "Compare",
         "Settings",
     ]
     w.sidebar.setFocus()
     w.show_page(0)
     qtbot.keyClick(w.sidebar, Qt.Key.Key_Down)
     assert w.stack.currentWidget() is w.discover_page
-    qtbot.keyClick(w, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w, Qt.Key.Key_7, Qt.KeyboardModifier.ControlModifier)
     assert w.stack.currentWidget() is w.settings_page
+    qtbot.keyClick(w, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentWidget() is w.compare_page
     qtbot.keyClick(w, Qt.Key.Key_5, Qt.KeyboardModifier.ControlModifier)
     assert w.stack.currentWidget() is w.chat_page
     qtbot.keyClick(w, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)

@@ -20,7 +20,7 @@ def test_screenshots_of_every_page(tmp_path):
         env=env,
     )
     assert proc.returncode == 0, proc.stderr
-    expected = ["hardware", "discover", "models", "model_details", "chat", "settings"]
+    expected = ["hardware", "discover", "models", "model_details", "chat", "compare", "settings"]
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(expected)
     for name in expected:
         image = QImage(str(out / f"{name}.png"))

@@ -64,7 +64,7 @@ def to_json(c: Comparison) -> dict:
 def _svg(width: int, height: int, body: str, title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'font-family="sans-serif" font-size="11"><title>{html.escape(title)}</title>'
-            f'<rect width="100%" height="100%" fill="white"/>{body}</svg>')  # fmt: skip
+            f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>{body}</svg>')  # fmt: skip
 
 
 def kld_distribution_svg(c: Comparison, width: int = 560, height: int = 260) -> str:

@@ -119,6 +119,7 @@ def run_comparison(
     n_threads: int | None = None,
     progress: Callable[[CompareProgress], None] | None = None,
     cancel: threading.Event | None = None,
+    machine=None,
 ) -> Comparison:
     """Run the reference pass (or reuse its file), then each candidate. Raises CompareError early
     for bad input; a cancel or a failing candidate leaves labelled partial results instead."""
@@ -127,7 +128,7 @@ def run_comparison(
         if not Path(p).is_file():
             raise CompareError(f"{p}: no such file.")
     check_same_vocabulary(reference, candidates)
-    predicted = {p: predict_memory(p, n_ctx) for p in dict.fromkeys([reference, *candidates])}
+    predicted = {p: predict_memory(p, n_ctx, machine) for p in dict.fromkeys([reference, *candidates])}
     ref_pred = predicted[reference]
     if ref_pred is not None and ref_pred.verdict == "too_large":
         raise CompareError(
@@ -191,15 +192,18 @@ def model_quant(path: str) -> str:
     return model_info_from_headers([read_gguf_header(path)], file_name=Path(path).name).quant
 
 
-def predict_memory(path: str, n_ctx: int):
+def predict_memory(path: str, n_ctx: int, machine=None):
     """What loading the model for the comparison takes on this machine (None when unknown)."""
-    from desktop_app.core.hardware import detect_hardware
     from desktop_app.core.memory import Machine, Predictor, RunSettings
     from desktop_app.core.memory.source import load_model_shape
 
     try:
+        if machine is None:
+            from desktop_app.core.hardware import detect_hardware
+
+            machine = Machine.from_hardware(detect_hardware())
         shape, _name = load_model_shape(path)
-        return Predictor(shape, Machine.from_hardware(detect_hardware())).predict(RunSettings(n_ctx=n_ctx))
+        return Predictor(shape, machine).predict(RunSettings(n_ctx=n_ctx))
     except Exception:  # a prediction is a help, not a gate, when the header is unusual
         return None
 

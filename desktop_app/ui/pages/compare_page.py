@@ -1,0 +1,327 @@
+"""Compare: a reference and candidates from the library, fidelity the llama-perplexity way, speed,
+memory, plots, and the report to export."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtSvgWidgets import QSvgWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from desktop_app.core.compare import CompareProgress, Comparison, run_comparison
+from desktop_app.core.compare.report import kld_distribution_svg, size_vs_kld_svg, speed_svg, to_html, to_json
+from desktop_app.core.memory import Machine
+from desktop_app.core.units import format_bytes
+from desktop_app.ui.context import AppContext
+from desktop_app.ui.widgets import PageHeader, muted
+
+COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
+           "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
+REFERENCE_GRADE = ("F32", "F16", "BF16")
+
+
+class ComparePage(QWidget):
+    title = "Compare"
+    finished = Signal(object)  # Comparison
+    _progress = Signal(object)  # CompareProgress, from the worker thread
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.comparison: Comparison | None = None
+        self.text_path: str | None = None
+        self._cancel: threading.Event | None = None
+        self._worker = None
+        outer = QVBoxLayout(self)
+        about = ("What does the smaller quant cost? Fidelity measured the way llama-perplexity does (KL divergence "
+                 "against a reference), speed and memory.")  # fmt: skip
+        outer.addWidget(PageHeader("Compare quants", about))
+
+        pick = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(QLabel("Reference (F16/BF16, or Q8_0 when F16 does not fit)"))
+        self.reference = QComboBox()
+        self.reference.setAccessibleName("Reference model")
+        left.addWidget(self.reference)
+        self.ref_warning = QLabel("")
+        self.ref_warning.setWordWrap(True)
+        self.ref_warning.setStyleSheet("color: #b45309;")
+        left.addWidget(self.ref_warning)
+        opts = QHBoxLayout()
+        opts.addWidget(QLabel("Context"))
+        self.n_ctx = QSpinBox()
+        self.n_ctx.setRange(64, 8192)
+        self.n_ctx.setSingleStep(64)
+        self.n_ctx.setValue(512)
+        self.n_ctx.setToolTip("Tokens per chunk; 512 is what llama.cpp's published numbers use")
+        opts.addWidget(self.n_ctx)
+        opts.addWidget(QLabel("Chunks"))
+        self.chunks = QSpinBox()
+        self.chunks.setRange(0, 10000)
+        self.chunks.setSpecialValueText("all")
+        self.chunks.setToolTip("Score at most this many chunks of the text (all: the whole text)")
+        opts.addWidget(self.chunks)
+        self.text_button = QPushButton("Text: built-in")
+        self.text_button.setToolTip("The text to score: QuantDesk's own, or a file of yours")
+        self.text_button.clicked.connect(self._choose_text)
+        opts.addWidget(self.text_button)
+        opts.addStretch(1)
+        left.addLayout(opts)
+        left.addStretch(1)
+        pick.addLayout(left, 1)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Candidates (tick one or more)"))
+        self.candidates = QListWidget()
+        self.candidates.setAccessibleName("Candidate models")
+        self.candidates.setMaximumHeight(120)
+        right.addWidget(self.candidates)
+        pick.addLayout(right, 1)
+        outer.addLayout(pick)
+
+        run = QHBoxLayout()
+        self.run_button = QPushButton("Compare")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = muted("Pick a reference and at least one candidate.")
+        self.status.setWordWrap(True)
+        run.addWidget(self.run_button)
+        run.addWidget(self.cancel_button)
+        run.addWidget(self.progress, 1)
+        outer.addLayout(run)
+        outer.addWidget(self.status)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        outer.addWidget(self.table, 1)
+        plots = QHBoxLayout()
+        self.plot_kld, self.plot_size, self.plot_speed = QSvgWidget(), QSvgWidget(), QSvgWidget()
+        for w, width in ((self.plot_kld, 560), (self.plot_size, 360), (self.plot_speed, 360)):
+            w.setFixedSize(int(width * 0.8), int(260 * 0.8))  # the SVGs scale; three fit a 1280-wide window
+            plots.addWidget(w)
+        plots.addStretch(1)
+        outer.addLayout(plots)
+        export = QHBoxLayout()
+        self.export_html = QPushButton("Export report (HTML)…")
+        self.export_html.clicked.connect(lambda: self._export("html"))
+        self.export_json = QPushButton("Export JSON…")
+        self.export_json.clicked.connect(lambda: self._export("json"))
+        export.addStretch(1)
+        export.addWidget(self.export_html)
+        export.addWidget(self.export_json)
+        outer.addLayout(export)
+
+        self._progress.connect(self._on_progress)
+        self.reference.currentIndexChanged.connect(self._reference_changed)
+        self.candidates.itemChanged.connect(self._update_buttons)
+        ctx.library_changed.connect(self._fill_models)
+        self._fill_models()
+        self._update_buttons()
+
+    # -- choosing ------------------------------------------------------------------------------
+    def _models(self):
+        return [e for e in self.ctx.entries if e.info is not None and e.info.kind == "model"]
+
+    def _fill_models(self) -> None:
+        ref = self.reference.currentData()
+        ticked = set(self.candidate_paths())
+        self.reference.blockSignals(True)
+        self.reference.clear()
+        self.candidates.clear()
+        models = sorted(self._models(), key=lambda e: (e.info.name, -e.file_bytes))
+        for e in models:
+            label = f"{e.info.name} ({e.info.quant}, {format_bytes(e.file_bytes)})"
+            self.reference.addItem(label, e.id)
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, e.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if e.id in ticked else Qt.CheckState.Unchecked)
+            self.candidates.addItem(item)
+        if ref:
+            self.reference.setCurrentIndex(max(0, self.reference.findData(ref)))
+        else:  # the largest reference-grade file, else the largest
+            best = next((e for e in sorted(models, key=lambda e: -e.file_bytes) if e.info.quant in REFERENCE_GRADE),
+                        max(models, key=lambda e: e.file_bytes, default=None))  # fmt: skip
+            if best is not None:
+                self.reference.setCurrentIndex(self.reference.findData(best.id))
+        self.reference.blockSignals(False)
+        self._reference_changed()
+
+    def set_selection(self, reference: str, candidates: list[str]) -> None:
+        self.reference.setCurrentIndex(self.reference.findData(reference))
+        for i in range(self.candidates.count()):
+            item = self.candidates.item(i)
+            checked = item.data(Qt.ItemDataRole.UserRole) in candidates
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+
+    def candidate_paths(self) -> list[str]:
+        return [self.candidates.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.candidates.count())
+                if self.candidates.item(i).checkState() == Qt.CheckState.Checked]  # fmt: skip
+
+    def _reference_changed(self, *_args) -> None:
+        entry = self.ctx.find_entry(self.reference.currentData() or "")
+        quant = entry.info.quant if entry is not None and entry.info is not None else ""
+        self.ref_warning.setText(
+            f"This reference is itself quantized ({quant}): the numbers will measure distance from it, not from "
+            "the original weights. Use F16/BF16 (or Q8_0 when F16 does not fit) for the truest picture."
+            if quant and quant not in REFERENCE_GRADE else ""
+        )  # fmt: skip
+        self._update_buttons()
+
+    def _choose_text(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Text to score", "", "Text (*.txt *.md *.raw);;All files (*)")
+        if path:
+            self.text_path = path
+            self.text_button.setText(f"Text: {Path(path).name}")
+
+    def _update_buttons(self, *_args) -> None:
+        running = self._worker is not None
+        ready = bool(self.reference.currentData()) and bool(self.candidate_paths())
+        self.run_button.setEnabled(ready and not running)
+        self.cancel_button.setEnabled(running)
+        self.export_html.setEnabled(self.comparison is not None and not running)
+        self.export_json.setEnabled(self.comparison is not None and not running)
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self) -> None:
+        reference, candidates = self.reference.currentData(), self.candidate_paths()
+        if not reference or not candidates or self._worker is not None:
+            return
+        self._cancel = threading.Event()
+        self.progress.setValue(0)
+        self.status.setText("Starting: the reference goes first, then each candidate on its own (one model in "
+                            "memory at a time).")  # fmt: skip
+        worker = create_worker(
+            run_comparison, reference, candidates, text_path=self.text_path, n_ctx=self.n_ctx.value(),
+            chunks=self.chunks.value() or None, progress=self._progress.emit, cancel=self._cancel,
+            machine=Machine.from_hardware(self.ctx.hardware) if self.ctx.hardware is not None else None,
+            _start_thread=False, _ignore_errors=True,
+        )  # fmt: skip
+        worker.returned.connect(self._done)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._worker_finished)
+        self._worker = worker
+        self._update_buttons()
+        worker.start()
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self.status.setText("Cancelling… (what was measured is kept)")
+
+    def busy(self) -> list[str]:
+        return ["A comparison"] if self._worker is not None else []
+
+    def shutdown(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _on_progress(self, p: CompareProgress) -> None:
+        self.progress.setValue(int(p.fraction * 1000))
+        r = p.running
+        extra = f", mean KLD {r['kld_mean']:.5f}, same top {r['same_top_p'] * 100:.1f} %" if "kld_mean" in r else ""
+        self.status.setText(f"{Path(p.model).name} ({p.role} {p.index + 1} of {p.n_models}): chunk {p.chunk} of "
+                            f"{p.chunks}, PPL {r.get('ppl', 0):.3f}{extra}")  # fmt: skip
+
+    def _done(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+        self._show(comparison)
+        self.progress.setValue(1000 if not comparison.cancelled else self.progress.value())
+        failed = [r for r in comparison.candidates if r.error and not r.partial]
+        if comparison.cancelled:
+            self.status.setText("Cancelled: the rows marked partial cover the chunks done.")
+        elif failed:
+            self.status.setText("Done, with problems: " + "; ".join(r.error for r in failed))
+        else:
+            scored = comparison.reference.stats.get("tokens_scored", 0)
+            self.status.setText(f"Done: {comparison.chunks} chunks of {comparison.n_ctx} tokens, {scored:,} tokens "
+                                "scored per model.")  # fmt: skip
+        self.finished.emit(comparison)
+
+    def _failed(self, exc: Exception) -> None:
+        self.status.setText(str(exc))
+        self.ctx.notify(f"The comparison could not run: {exc}", "error")
+
+    def _worker_finished(self) -> None:
+        self._worker = None
+        self._cancel = None
+        self._update_buttons()
+
+    def _show(self, c: Comparison) -> None:
+        data = to_json(c)
+        self.table.setRowCount(0)
+        for m in data["models"]:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            name = Path(m["path"]).name + (" (reference)" if m["role"] == "reference" else "")
+            name += " (partial)" if m["partial"] else ""
+
+            def f(v, spec=".4f", pct=False):
+                return "—" if v is None else (f"{v * 100:.2f} %" if pct else format(v, spec))
+
+            cells = [name, format_bytes(m["file_bytes"]), f(m["ppl"]), f(m["ppl_ratio"]), f(m["kld_mean"], ".5f"),
+                     f(m["kld_p99"]), f(m["same_top_p"], pct=True), f(m["rms_dp"], pct=True),
+                     f(m["prompt_tokens_per_s"], ".0f"), f(m["gen_tokens_per_s"], ".1f"),
+                     f(m["ttft_s"], ".3f") + (" s" if m["ttft_s"] is not None else ""),
+                     format_bytes(m["peak_rss_bytes"]) if m["peak_rss_bytes"] else "—",
+                     format_bytes(m["predicted_ram_bytes"]) if m["predicted_ram_bytes"] else "—",
+                     m["kld_band"] or m["error"] or ""]  # fmt: skip
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if 0 < col < len(cells) - 1:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, col, item)
+        self.plot_kld.load(QByteArray(kld_distribution_svg(c).encode()))
+        self.plot_size.load(QByteArray(size_vs_kld_svg(c).encode()))
+        self.plot_speed.load(QByteArray(speed_svg(c).encode()))
+
+    def _export(self, kind: str) -> None:
+        if self.comparison is None:
+            return
+        suffix = {"html": "HTML report (*.html)", "json": "JSON (*.json)"}[kind]
+        path, _ = QFileDialog.getSaveFileName(self, "Export the comparison", f"quantdesk-comparison.{kind}", suffix)
+        if path:
+            self.export_to(path, kind)
+
+    def export_to(self, path: str, kind: str) -> None:
+        c = self.comparison
+        text = to_html(c) if kind == "html" else json.dumps(to_json(c), indent=2)
+
+        def write() -> str:
+            Path(path).write_text(text, encoding="utf-8")
+            return path
+
+        def done(result) -> None:
+            if isinstance(result, Exception):
+                self.ctx.notify(f"Could not write {path}: {result}", "error")
+            else:
+                self.ctx.notify(f"Saved {Path(path).name}.")
+
+        self.ctx.run_io(write, on_done=done)

@@ -1,0 +1,53 @@
+"""The Compare page runs a real comparison on the starter model, shows it, and exports it."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt
+
+
+def test_compare_page_runs_shows_and_exports(make_window, qtbot, starter_path, tmp_path):
+    w = make_window()
+    w.show_page_key("compare")
+    page = w.compare_page
+    qtbot.waitUntil(lambda: page.reference.count() >= 1, timeout=30_000)
+    assert "itself quantized (Q4_1)" in page.ref_warning.text()  # the starter is no reference-grade file
+    assert not page.run_button.isEnabled()  # no candidate ticked yet
+    page.set_selection(starter_path, [starter_path])
+    assert page.run_button.isEnabled() and page.candidate_paths() == [starter_path]
+    page.n_ctx.setValue(128)
+    page.chunks.setValue(2)
+    with qtbot.waitSignal(page.finished, timeout=120_000) as sig:
+        page.start()
+        assert page.cancel_button.isEnabled() and not page.run_button.isEnabled()
+    comparison = sig.args[0]
+    assert page.table.rowCount() == 2 and "(reference)" in page.table.item(0, 0).text()
+    assert page.table.item(1, 6).text() == "100.00 %"  # the same file: the same top token every time
+    assert page.status.text().startswith("Done: 2 chunks of 128 tokens")
+    qtbot.waitUntil(lambda: page.export_html.isEnabled(), timeout=10_000)
+    page.export_to(str(tmp_path / "r.html"), "html")
+    page.export_to(str(tmp_path / "r.json"), "json")
+    qtbot.waitUntil(lambda: (tmp_path / "r.json").exists() and (tmp_path / "r.html").exists(), timeout=10_000)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["chunks"] == 2 and len(data["models"]) == 2 and comparison.n_ctx == 128
+    assert (tmp_path / "r.html").read_text().count("<svg") == 3
+
+
+def test_compare_page_cancel_keeps_what_was_measured(make_window, qtbot, starter_path):
+    w = make_window()
+    page = w.compare_page
+    qtbot.waitUntil(lambda: page.reference.count() >= 1, timeout=30_000)
+    page.set_selection(starter_path, [starter_path])
+    page.n_ctx.setValue(128)
+    page.chunks.setValue(30)
+
+    def cancel_in_candidate(p):
+        if p.role == "candidate" and p.chunk == 1:
+            page.cancel()
+
+    page._progress.connect(cancel_in_candidate, Qt.ConnectionType.QueuedConnection)
+    with qtbot.waitSignal(page.finished, timeout=120_000) as sig:
+        page.start()
+    assert sig.args[0].cancelled and page.status.text().startswith("Cancelled")
+    assert "(partial)" in page.table.item(1, 0).text()
