@@ -72,11 +72,20 @@ def hub(monkeypatch):
 
 
 @pytest.fixture
-def make_window(qtbot):
+def make_window(qtbot, monkeypatch):
+    """Build a started main window (hardware detected, library scanned); closed after the test.
+
+    A window closed while a job still runs asks "Quit QuantDesk?" in a modal box, which would wait
+    forever under a test runner: here the box answers Yes at once (tests that look at the question
+    patch it themselves).
+    """
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop_app.ui import main_window as mw
     from desktop_app.ui.context import AppContext
     from desktop_app.ui.main_window import MainWindow
 
-    """Build a started main window (hardware detected, library scanned); closed after the test."""
+    monkeypatch.setattr(mw.QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     windows = []
 
     def make(*, settings=None, start=True) -> MainWindow:

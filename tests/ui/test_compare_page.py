@@ -22,6 +22,7 @@ def test_compare_page_runs_shows_and_exports(make_window, qtbot, starter_path, t
         page.start()
         assert page.cancel_button.isEnabled() and not page.run_button.isEnabled()
     comparison = sig.args[0]
+    assert not page.busy() and page.run_button.isEnabled()
     assert page.table.rowCount() == 2 and "(reference)" in page.table.item(0, 0).text()
     assert page.table.item(1, 6).text() == "100.00 %"  # the same file: the same top token every time
     assert page.status.text().startswith("Done: 2 chunks of 128 tokens")
@@ -49,5 +50,5 @@ def test_compare_page_cancel_keeps_what_was_measured(make_window, qtbot, starter
     page._progress.connect(cancel_in_candidate, Qt.ConnectionType.QueuedConnection)
     with qtbot.waitSignal(page.finished, timeout=120_000) as sig:
         page.start()
-    assert sig.args[0].cancelled and page.status.text().startswith("Cancelled")
+    assert sig.args[0].cancelled and page.status.text().startswith("Cancelled") and not page.busy()
     assert "(partial)" in page.table.item(1, 0).text()

@@ -214,6 +214,7 @@ class ComparePage(QWidget):
         reference, candidates = self.reference.currentData(), self.candidate_paths()
         if not reference or not candidates or self._worker is not None:
             return
+        self.comparison = None
         self._cancel = threading.Event()
         self.progress.setValue(0)
         self.status.setText("Starting: the reference goes first, then each candidate on its own (one model in "
@@ -263,7 +264,6 @@ class ComparePage(QWidget):
             scored = comparison.reference.stats.get("tokens_scored", 0)
             self.status.setText(f"Done: {comparison.chunks} chunks of {comparison.n_ctx} tokens, {scored:,} tokens "
                                 "scored per model.")  # fmt: skip
-        self.finished.emit(comparison)
 
     def _failed(self, exc: Exception) -> None:
         self.status.setText(str(exc))
@@ -273,6 +273,8 @@ class ComparePage(QWidget):
         self._worker = None
         self._cancel = None
         self._update_buttons()
+        if self.comparison is not None:
+            self.finished.emit(self.comparison)  # after the worker is gone: the page is no longer busy
 
     def _show(self, c: Comparison) -> None:
         data = to_json(c)
