@@ -52,3 +52,41 @@ def test_compare_page_cancel_keeps_what_was_measured(make_window, qtbot, starter
         page.start()
     assert sig.args[0].cancelled and page.status.text().startswith("Cancelled") and not page.busy()
     assert "(partial)" in page.table.item(1, 0).text()
+
+
+def test_side_by_side_blind_votes_and_summaries(make_window, qtbot, starter_path, tmp_path, monkeypatch):
+    from desktop_app.core.compare import side_by_side as sbs
+    from desktop_app.core.compare import tasks
+
+    mine = tmp_path / "two.txt"
+    mine.write_text("Name two colors.\nWhat is 3 + 4?\n")
+    sbs.save_user_prompt_set(mine)
+    w = make_window()
+    w.show_page_key("compare")
+    page = w.compare_page
+    tab = page.side_tab
+    tab._fill()
+    tab.sets.setCurrentIndex(tab.sets.findText("two (2)"))
+    tab.set_models(starter_path, starter_path)
+    tab.blind.setChecked(True)
+    with qtbot.waitSignal(tab.answered, timeout=120_000):
+        tab.start()
+    assert tab.prompts.count() == 2 and tab.prompts.item(0).text().startswith("=")  # greedy, same model
+    assert tab.left_title.text() == "Left" and tab.vote_buttons["left"].isEnabled()  # names hidden
+    tab.vote("left")
+    assert "Left was" in tab.reveal.text() and "1 to go" in tab.tally.text()
+    tab.vote("tie")
+    assert "All done" in tab.tally.text() and not tab.vote_buttons["left"].isEnabled()
+    assert tab.export()["blind"]["votes"] == 2
+    assert page.export_html.isEnabled()  # answers and votes export without a fidelity run
+    page.export_to(str(tmp_path / "ab.html"), "html")
+    qtbot.waitUntil(lambda: (tmp_path / "ab.html").exists(), timeout=10_000)
+    assert "Blind A/B" in (tmp_path / "ab.html").read_text() and "Side by side" in (tmp_path / "ab.html").read_text()
+    # summaries: reference and the ticked candidate (the same file), scored by the shipped ROUGE module
+    page.set_selection(starter_path, [starter_path])
+    real = tasks.load_summary_set
+    monkeypatch.setattr(tasks, "load_summary_set", lambda path=None: {**real(path), "items": real(path)["items"][:1]})
+    page.tabs.setCurrentWidget(page.tasks_tab)
+    with qtbot.waitSignal(page.tasks_tab.scored, timeout=120_000):
+        page.tasks_tab.start()
+    assert page.tasks_tab.table.rowCount() == 2 and page.tasks_tab.table.item(1, 4).text() == "1.000"

@@ -28,8 +28,10 @@ def band(kld_mean: float | None) -> str:
     return next(text for lo, hi, text in KLD_BANDS if lo <= kld_mean < hi)
 
 
-def to_json(c: Comparison) -> dict:
+def to_json(c: Comparison | None, extras: dict | None = None) -> dict:
     """The keys of the ``quantdesk compare --json`` contract, and the rest of what was measured."""
+    if c is None:  # only answers and votes, no fidelity run
+        return dict(extras or {})
     ref = c.reference.stats
 
     def model(r: ModelResult) -> dict:
@@ -57,6 +59,7 @@ def to_json(c: Comparison) -> dict:
         "base_file": c.base_file,
         "cancelled": c.cancelled,
         "models": [model(c.reference)] + [model(r) for r in c.candidates],
+        **(extras or {}),  # side_by_side, blind, summaries: what the other tabs measured
     }
 
 
@@ -154,7 +157,52 @@ def _fmt(v, spec: str = ".4f", pct: bool = False) -> str:
     return f"{v * 100:.2f} %" if pct else format(v, spec)
 
 
-def to_html(c: Comparison) -> str:
+def _extras_html(extras: dict) -> str:
+    parts = []
+    if extras.get("summaries"):
+        rows = "".join(
+            f"<tr><td>{html.escape(Path(r['model']).name)} ({r['role']})</td>"
+            + "".join(f"<td>{r[k].get(m, 0):.3f}</td>" if r.get(k) else "<td>—</td>"
+                      for k in ("vs_written", "vs_reference") for m in ("rouge1", "rouge2", "rougeL"))
+            + "</tr>" for r in extras["summaries"]
+        )  # fmt: skip
+        parts.append("<h2>Summaries (ROUGE F1)</h2><table><tr><th>Model</th><th>R-1 vs written</th>"
+                     "<th>R-2 vs written</th><th>R-L vs written</th><th>R-1 vs reference</th><th>R-2 vs reference</th>"
+                     f"<th>R-L vs reference</th></tr>{rows}</table>")  # fmt: skip
+    blind = extras.get("blind")
+    if blind and blind.get("votes"):
+        rate, (lo, hi) = blind["b_win_rate"], blind["b_win_rate_ci95"]
+        rate_text = (
+            "no decided votes" if rate is None else f"{rate * 100:.0f} % (95 % CI {lo * 100:.0f}–{hi * 100:.0f} %)"
+        )
+        parts.append(f"<h2>Blind A/B</h2><p>A = {html.escape(Path(blind['model_a']).name)}, B = "
+                     f"{html.escape(Path(blind['model_b']).name)}: {blind['votes']} votes, A better {blind['a_wins']}, "
+                     f"B better {blind['b_wins']}, ties {blind['ties']}, both bad {blind['both_bad']}; "
+                     f"B's win rate {rate_text}.</p>")  # fmt: skip
+    if extras.get("side_by_side"):
+        rows = "".join(
+            f"<tr><td>{html.escape(p['prompt'])}</td><td>{html.escape(p['a'])}</td><td>{html.escape(p['b'])}</td>"
+            f"<td>{'same' if p['diverge_token'] is None else 'token ' + str(p['diverge_token'])}</td></tr>"
+            for p in extras["side_by_side"]["pairs"]
+        )
+        sb = extras["side_by_side"]
+        parts.append(f"<h2>Side by side</h2><p>A = {html.escape(Path(sb['model_a']).name)}, B = "
+                     f"{html.escape(Path(sb['model_b']).name)}, greedy.</p><table class=answers><tr><th>Prompt</th>"
+                     f"<th>A</th><th>B</th><th>First difference</th></tr>{rows}</table>")  # fmt: skip
+    return "".join(parts)
+
+
+_PAGE_STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;color:#111}table{border-collapse:collapse}
+td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}td:first-child,td:last-child{text-align:left}
+th{background:#f3f4f6}.answers td{text-align:left;vertical-align:top;white-space:pre-wrap}
+.warn{color:#b45309}.plots{display:flex;flex-wrap:wrap;gap:1em}</style>"""
+
+
+def to_html(c: Comparison | None, extras: dict | None = None) -> str:
+    if c is None:
+        body = _extras_html(extras or {})
+        return (f'<!doctype html><html><head><meta charset="utf-8"><title>QuantDesk comparison</title>{_PAGE_STYLE}'
+                f"</head><body><h1>What the smaller quant costs</h1>{body}</body></html>")  # fmt: skip
     data = to_json(c)
     rows = []
     for m in data["models"]:
@@ -180,9 +228,7 @@ def to_html(c: Comparison) -> str:
     head = ("Model", "Size", "PPL", "PPL ratio", "Mean KLD", "Median KLD", "KLD p99", "Same top", "RMS Δp",
             "Prompt tok/s", "Gen tok/s", "TTFT s", "Peak RAM", "Predicted RAM", "In context")  # fmt: skip
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>QuantDesk comparison</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#111}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td:last-child{{text-align:left}}
-th{{background:#f3f4f6}}.warn{{color:#b45309}}.plots{{display:flex;flex-wrap:wrap;gap:1em}}</style></head><body>
+{_PAGE_STYLE}</head><body>
 <h1>What the smaller quant costs</h1>
 <p>Reference <b>{html.escape(Path(c.reference.path).name)}</b> · context {c.n_ctx} · {c.chunks} chunks ·
 {data["tokens_scored"] or 0:,} tokens scored (the second half of each chunk, as llama-perplexity does) ·
@@ -190,4 +236,5 @@ text {html.escape(Path(c.text).name)} · {time.strftime("%Y-%m-%d %H:%M")}</p>{w
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <p>KLD bands for context come from llama.cpp's published tables for 7-8B models; small models lose more.</p>
 <div class=plots>{kld_distribution_svg(c)}{size_vs_kld_svg(c)}{speed_svg(c)}</div>
+{_extras_html(extras or {})}
 </body></html>"""

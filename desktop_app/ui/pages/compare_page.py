@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +34,7 @@ from desktop_app.core.compare.report import kld_distribution_svg, size_vs_kld_sv
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
 from desktop_app.ui.context import AppContext
+from desktop_app.ui.pages.compare_answers import SideBySideTab, TasksTab
 from desktop_app.ui.widgets import PageHeader, muted
 
 COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
@@ -111,8 +113,12 @@ class ComparePage(QWidget):
         run.addWidget(self.run_button)
         run.addWidget(self.cancel_button)
         run.addWidget(self.progress, 1)
-        outer.addLayout(run)
-        outer.addWidget(self.status)
+        self.tabs = QTabWidget()
+        fidelity = QWidget()
+        fl = QVBoxLayout(fidelity)
+        fl.setContentsMargins(0, 6, 0, 0)
+        fl.addLayout(run)
+        fl.addWidget(self.status)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -120,14 +126,20 @@ class ComparePage(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        outer.addWidget(self.table, 1)
+        fl.addWidget(self.table, 1)
         plots = QHBoxLayout()
         self.plot_kld, self.plot_size, self.plot_speed = QSvgWidget(), QSvgWidget(), QSvgWidget()
         for w, width in ((self.plot_kld, 560), (self.plot_size, 360), (self.plot_speed, 360)):
             w.setFixedSize(int(width * 0.8), int(260 * 0.8))  # the SVGs scale; three fit a 1280-wide window
             plots.addWidget(w)
         plots.addStretch(1)
-        outer.addLayout(plots)
+        fl.addLayout(plots)
+        self.tabs.addTab(fidelity, "Fidelity and speed")
+        self.side_tab = SideBySideTab(ctx, self)
+        self.tabs.addTab(self.side_tab, "Side by side")
+        self.tasks_tab = TasksTab(ctx, self)
+        self.tabs.addTab(self.tasks_tab, "Summaries (ROUGE)")
+        outer.addWidget(self.tabs, 1)
         export = QHBoxLayout()
         self.export_html = QPushButton("Export report (HTML)…")
         self.export_html.clicked.connect(lambda: self._export("html"))
@@ -206,8 +218,9 @@ class ComparePage(QWidget):
         ready = bool(self.reference.currentData()) and bool(self.candidate_paths())
         self.run_button.setEnabled(ready and not running)
         self.cancel_button.setEnabled(running)
-        self.export_html.setEnabled(self.comparison is not None and not running)
-        self.export_json.setEnabled(self.comparison is not None and not running)
+        has = self.comparison is not None or bool(self.side_tab.export()) or bool(self.tasks_tab.export())
+        self.export_html.setEnabled(has and not running)
+        self.export_json.setEnabled(has and not running)
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -238,11 +251,13 @@ class ComparePage(QWidget):
             self.status.setText("Cancelling… (what was measured is kept)")
 
     def busy(self) -> list[str]:
-        return ["A comparison"] if self._worker is not None else []
+        return (["A comparison"] if self._worker is not None else []) + self.side_tab.busy() + self.tasks_tab.busy()
 
     def shutdown(self) -> None:
         if self._cancel is not None:
             self._cancel.set()
+        self.side_tab.shutdown()
+        self.tasks_tab.shutdown()
 
     def _on_progress(self, p: CompareProgress) -> None:
         self.progress.setValue(int(p.fraction * 1000))
@@ -305,8 +320,6 @@ class ComparePage(QWidget):
         self.plot_speed.load(QByteArray(speed_svg(c).encode()))
 
     def _export(self, kind: str) -> None:
-        if self.comparison is None:
-            return
         suffix = {"html": "HTML report (*.html)", "json": "JSON (*.json)"}[kind]
         path, _ = QFileDialog.getSaveFileName(self, "Export the comparison", f"quantdesk-comparison.{kind}", suffix)
         if path:
@@ -314,7 +327,8 @@ class ComparePage(QWidget):
 
     def export_to(self, path: str, kind: str) -> None:
         c = self.comparison
-        text = to_html(c) if kind == "html" else json.dumps(to_json(c), indent=2)
+        extras = {**self.side_tab.export(), **self.tasks_tab.export()}
+        text = to_html(c, extras) if kind == "html" else json.dumps(to_json(c, extras), indent=2)
 
         def write() -> str:
             Path(path).write_text(text, encoding="utf-8")

@@ -1,0 +1,430 @@
+"""The Compare page's answer tabs: side by side with blind A/B voting, and summaries scored by ROUGE."""
+
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from desktop_app.core.compare import CompareError
+from desktop_app.core.compare.side_by_side import BlindSession, Pair, prompt_sets, save_user_prompt_set, side_by_side
+from desktop_app.core.compare.tasks import TaskResult, summarize_and_score
+from desktop_app.ui.context import AppContext
+from desktop_app.ui.widgets import muted
+
+DIVERGE_STYLE = "background:#fde68a;color:#111;font-weight:bold"
+
+
+def answer_html(pieces: list[str], diverge_token: int | None) -> str:
+    """The answer with the first token that differs from the other side marked, and what follows tinted."""
+    if diverge_token is None:
+        return f"<pre style='white-space:pre-wrap'>{html.escape(''.join(pieces))}</pre>"
+    head, tail = "".join(pieces[:diverge_token]), "".join(pieces[diverge_token + 1 :])
+    first = pieces[diverge_token] if diverge_token < len(pieces) else "(end)"
+    return (f"<pre style='white-space:pre-wrap'>{html.escape(head)}<span style='{DIVERGE_STYLE}'>"
+            f"{html.escape(first)}</span><span style='color:#92400e'>{html.escape(tail)}</span></pre>")  # fmt: skip
+
+
+class _Job:
+    """One worker at a time with a cancel flag (shared by both tabs)."""
+
+    def __init__(self) -> None:
+        self.worker = None
+        self.cancel: threading.Event | None = None
+
+    def start(self, fn, *args, on_done, on_error, on_finished, **kwargs) -> None:
+        self.cancel = threading.Event()
+        worker = create_worker(fn, *args, cancel=self.cancel, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker.returned.connect(on_done)
+        worker.errored.connect(on_error)
+
+        def finished() -> None:
+            self.worker, self.cancel = None, None
+            on_finished()
+
+        worker.finished.connect(finished)
+        self.worker = worker
+        worker.start()
+
+    def stop(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+
+
+class SideBySideTab(QWidget):
+    answered = Signal()
+    voted = Signal()
+    _progress = Signal(str, int, int)
+
+    def __init__(self, ctx: AppContext, page, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx, self.page = ctx, page
+        self.pairs: list[Pair] = []
+        self.models = ("", "")
+        self.blind_session: BlindSession | None = None
+        self.job = _Job()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 6, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Prompts"))
+        self.sets = QComboBox()
+        self.sets.setAccessibleName("Prompt set")
+        top.addWidget(self.sets, 1)
+        add = QPushButton("Add your own…")
+        add.setToolTip("A .json prompt set or a text file with one prompt per line; kept for next time")
+        add.clicked.connect(self._add_set)
+        top.addWidget(add)
+        top.addWidget(QLabel("A"))
+        self.model_a = QComboBox()
+        self.model_a.setAccessibleName("Model A")
+        top.addWidget(self.model_a, 1)
+        top.addWidget(QLabel("B"))
+        self.model_b = QComboBox()
+        self.model_b.setAccessibleName("Model B")
+        top.addWidget(self.model_b, 1)
+        self.run = QPushButton("Answer")
+        self.run.setToolTip("Both models answer every prompt greedily (one model loaded at a time)")
+        self.run.clicked.connect(self.start)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self.job.stop)
+        top.addWidget(self.run)
+        top.addWidget(self.cancel)
+        lay.addLayout(top)
+        status = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.status = muted("Pick a prompt set and two models, then Answer.")
+        status.addWidget(self.progress)
+        status.addWidget(self.status, 1)
+        self.blind = QCheckBox("Blind A/B")
+        self.blind.setToolTip("Sides shuffled and names hidden until you vote")
+        self.blind.toggled.connect(self._blind_toggled)
+        status.addWidget(self.blind)
+        lay.addLayout(status)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.prompts = QListWidget()
+        self.prompts.currentRowChanged.connect(self._show_pair)
+        split.addWidget(self.prompts)
+        answers = QWidget()
+        grid = QGridLayout(answers)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.left_title, self.right_title = QLabel("A"), QLabel("B")
+        for lbl in (self.left_title, self.right_title):
+            lbl.setObjectName("cardTitle")
+        self.left, self.right = QTextBrowser(), QTextBrowser()
+        grid.addWidget(self.left_title, 0, 0)
+        grid.addWidget(self.right_title, 0, 1)
+        grid.addWidget(self.left, 1, 0)
+        grid.addWidget(self.right, 1, 1)
+        votes = QHBoxLayout()
+        self.vote_buttons = {}
+        for key, text in (("left", "Left is better"), ("right", "Right is better"), ("tie", "Tie"),
+                          ("both_bad", "Both bad")):  # fmt: skip
+            b = QPushButton(text)
+            b.clicked.connect(lambda _c=False, k=key: self.vote(k))
+            votes.addWidget(b)
+            self.vote_buttons[key] = b
+        grid.addLayout(votes, 2, 0, 1, 2)
+        self.reveal = muted("")
+        self.tally = QLabel("")
+        self.tally.setWordWrap(True)
+        grid.addWidget(self.reveal, 3, 0, 1, 2)
+        grid.addWidget(self.tally, 4, 0, 1, 2)
+        split.addWidget(answers)
+        split.setSizes([260, 900])
+        lay.addWidget(split, 1)
+        self._progress.connect(self._on_progress)
+        ctx.library_changed.connect(self._fill)
+        self._fill()
+        self._update()
+
+    # -- choosing ------------------------------------------------------------------------------
+    def _fill(self) -> None:
+        current = self.sets.currentData()
+        self.sets.clear()
+        for s in prompt_sets():
+            self.sets.addItem(f"{s.name} ({len(s.prompts)})", s)
+            if current is not None and s.path == current.path:
+                self.sets.setCurrentIndex(self.sets.count() - 1)
+        for combo in (self.model_a, self.model_b):
+            keep = combo.currentData()
+            combo.clear()
+            for e in self.ctx.entries:
+                if e.info is not None and e.info.kind == "model":
+                    combo.addItem(f"{e.info.name} ({e.info.quant})", e.id)
+            if keep:
+                combo.setCurrentIndex(max(0, combo.findData(keep)))
+
+    def set_models(self, a: str, b: str) -> None:
+        self.model_a.setCurrentIndex(self.model_a.findData(a))
+        self.model_b.setCurrentIndex(self.model_b.findData(b))
+
+    def _add_set(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add prompts", "", "Prompt sets (*.json *.txt);;All files (*)")
+        if not path:
+            return
+        try:
+            ps = save_user_prompt_set(path)
+        except (CompareError, OSError) as exc:
+            self.ctx.notify(str(exc), "error")
+            return
+        self._fill()
+        self.sets.setCurrentIndex(max(0, self.sets.findText(f"{ps.name} ({len(ps.prompts)})")))
+
+    def _update(self) -> None:
+        running = self.job.worker is not None
+        self.run.setEnabled(not running and self.model_a.count() > 0 and self.sets.count() > 0)
+        self.cancel.setEnabled(running)
+        can_vote = (
+            self.blind.isChecked() and self.blind_session is not None and self.blind_session.current() is not None
+        )
+        for b in self.vote_buttons.values():
+            b.setVisible(self.blind.isChecked())
+            b.setEnabled(can_vote)
+
+    # -- answering -----------------------------------------------------------------------------
+    def start(self) -> None:
+        ps, a, b = self.sets.currentData(), self.model_a.currentData(), self.model_b.currentData()
+        if ps is None or not a or not b or self.job.worker is not None:
+            return
+        self.models = (a, b)
+        self.progress.setRange(0, 2 * len(ps.prompts))
+        self.progress.setValue(0)
+        self.status.setText(f"{Path(a).name} answers first, then {Path(b).name}…")
+        self.job.start(side_by_side, a, b, ps.prompts, progress=self._progress.emit, on_done=self._done,
+                       on_error=self._failed, on_finished=self._finished)  # fmt: skip
+        self._update()
+
+    def _on_progress(self, side: str, i: int, n: int) -> None:
+        self.progress.setValue(i + (n if side == "B" else 0))
+        self.status.setText(f"Model {side}: {i} of {n} answers")
+
+    def _done(self, pairs: list[Pair]) -> None:
+        self.pairs = pairs
+        same = sum(p.diverge_token is None for p in pairs)
+        self.status.setText(f"{len(pairs)} prompts answered; {same} identical, {len(pairs) - same} differ "
+                            "(the first differing token is marked).")  # fmt: skip
+        self.prompts.clear()
+        for p in pairs:
+            mark = "=" if p.diverge_token is None else "≠"
+            self.prompts.addItem(f"{mark} {p.prompt}")
+        self.blind_session = None
+        if self.blind.isChecked():
+            self._start_blind()
+        self.prompts.setCurrentRow(0)
+
+    def _failed(self, exc: Exception) -> None:
+        self.status.setText(str(exc))
+        if not isinstance(exc, CompareError) or "Cancelled" not in str(exc):
+            self.ctx.notify(f"Side by side stopped: {exc}", "error")
+
+    def _finished(self) -> None:
+        self._update()
+        self.page._update_buttons()
+        self.answered.emit()
+
+    # -- showing and voting --------------------------------------------------------------------
+    def _blind_toggled(self, on: bool) -> None:
+        if on and self.pairs and self.blind_session is None:
+            self._start_blind()
+        self._show_current()
+
+    def _start_blind(self) -> None:
+        self.blind_session = BlindSession.start(*self.models, len(self.pairs))
+        self.reveal.setText("")
+        self._show_tally()
+
+    def _show_current(self) -> None:
+        if self.blind.isChecked() and self.blind_session is not None:
+            trial = self.blind_session.current()
+            if trial is not None:
+                self.prompts.blockSignals(True)
+                self.prompts.setCurrentRow(trial.index)
+                self.prompts.blockSignals(False)
+                self._show_pair(trial.index)
+        else:
+            self._show_pair(self.prompts.currentRow())
+        self._update()
+
+    def _show_pair(self, row: int) -> None:
+        if not (0 <= row < len(self.pairs)):
+            return
+        p = self.pairs[row]
+        cut = p.diverge_token
+        a_html, b_html = answer_html(p.a.pieces, cut), answer_html(p.b.pieces, cut)
+        names = (Path(self.models[0]).name, Path(self.models[1]).name)
+        if self.blind.isChecked() and self.blind_session is not None:
+            trial = next(t for t in self.blind_session.trials if t.index == row)
+            left, right = (a_html, b_html) if trial.a_on_left else (b_html, a_html)
+            if trial.vote is None:
+                titles = ("Left", "Right")
+            else:
+                titles = (f"Left: {names[0] if trial.a_on_left else names[1]}",
+                          f"Right: {names[1] if trial.a_on_left else names[0]}")  # fmt: skip
+        else:
+            left, right, titles = a_html, b_html, (f"A: {names[0]}", f"B: {names[1]}")
+        self.left_title.setText(titles[0])
+        self.right_title.setText(titles[1])
+        self.left.setHtml(f"<p><b>{html.escape(p.prompt)}</b></p>{left}")
+        self.right.setHtml(f"<p><b>{html.escape(p.prompt)}</b></p>{right}")
+        self._update()
+
+    def vote(self, choice: str) -> None:
+        if self.blind_session is None or self.blind_session.current() is None:
+            return
+        trial = self.blind_session.vote(choice)
+        names = {"A": Path(self.models[0]).name, "B": Path(self.models[1]).name}
+        verdict = {"tie": "a tie", "both_bad": "both bad"}.get(trial.winner) or f"{names[trial.winner]} better"
+        self.reveal.setText(f"You voted {verdict}. Left was {'A' if trial.a_on_left else 'B'} "
+                            f"({names['A'] if trial.a_on_left else names['B']}).")  # fmt: skip
+        self._show_tally()
+        self._show_current()
+        self.voted.emit()
+
+    def _show_tally(self) -> None:
+        t = self.blind_session.tally() if self.blind_session else None
+        if not t or not t["votes"]:
+            self.tally.setText("Vote on each pair; the names show after each vote.")
+            return
+        rate = t["b_win_rate"]
+        rate_text = ("no decided votes yet" if rate is None else
+                     f"B wins {rate * 100:.0f} % of decided votes (95 % CI {t['b_win_rate_ci95'][0] * 100:.0f}–"
+                     f"{t['b_win_rate_ci95'][1] * 100:.0f} %)")  # fmt: skip
+        left = sum(1 for tr in self.blind_session.trials if tr.vote is None)
+        more = f" {left} to go." if left else " All done."
+        votes = f"{t['votes']} vote" + ("s" if t["votes"] != 1 else "")
+        self.tally.setText(f"{votes}: A better {t['a_wins']}, B better {t['b_wins']}, ties {t['ties']}, "
+                           f"both bad {t['both_bad']}; {rate_text}.{more}")  # fmt: skip
+
+    def busy(self) -> list[str]:
+        return ["Side-by-side answers"] if self.job.worker is not None else []
+
+    def shutdown(self) -> None:
+        self.job.stop()
+
+    def export(self) -> dict:
+        out = {}
+        if self.pairs:
+            out["side_by_side"] = {"model_a": self.models[0], "model_b": self.models[1], "pairs": [
+                {"prompt": p.prompt, "a": p.a.text, "b": p.b.text, "diverge_token": p.diverge_token}
+                for p in self.pairs]}  # fmt: skip
+        if self.blind_session is not None:
+            out["blind"] = self.blind_session.tally()
+        return out
+
+
+class TasksTab(QWidget):
+    scored = Signal()
+    _progress = Signal(str, int, int)
+
+    def __init__(self, ctx: AppContext, page, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx, self.page = ctx, page
+        self.results: list[TaskResult] = []
+        self.job = _Job()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 6, 0, 0)
+        about = ("The reference and the ticked candidates each summarize six short passages; ROUGE F1 against the "
+                 "hand-written summaries (quality) and against the reference's (drift).")  # fmt: skip
+        lay.addWidget(muted(about))
+        row = QHBoxLayout()
+        self.run = QPushButton("Summarize and score")
+        self.run.clicked.connect(self.start)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self.job.stop)
+        self.progress = QProgressBar()
+        self.status = muted("")
+        for w in (self.run, self.cancel, self.progress):
+            row.addWidget(w)
+        row.addWidget(self.status, 1)
+        lay.addLayout(row)
+        cols = ["Model", "R-1 vs written", "R-2 vs written", "R-L vs written", "R-1 vs reference",
+                "R-2 vs reference", "R-L vs reference"]  # fmt: skip
+        self.table = QTableWidget(0, len(cols))
+        self.table.setHorizontalHeaderLabels(cols)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        lay.addWidget(self.table, 1)
+        self._progress.connect(self._on_progress)
+        self._update()
+
+    def _update(self) -> None:
+        running = self.job.worker is not None
+        self.run.setEnabled(not running)
+        self.cancel.setEnabled(running)
+
+    def start(self) -> None:
+        reference, candidates = self.page.reference.currentData(), self.page.candidate_paths()
+        if not reference or not candidates:
+            self.status.setText("Pick a reference and tick at least one candidate above.")
+            return
+        self.progress.setRange(0, 6 * (1 + len(candidates)))
+        self.progress.setValue(0)
+        self._done_models: list[str] = []
+        self.job.start(summarize_and_score, reference, candidates, progress=self._progress.emit, on_done=self._done,
+                       on_error=self._failed, on_finished=self._finished)  # fmt: skip
+        self._update()
+
+    def _on_progress(self, model: str, i: int, n: int) -> None:
+        if i == n:
+            self._done_models.append(model)
+        self.progress.setValue(len(self._done_models) * n + (i if i < n else 0))
+        self.status.setText(f"{Path(model).name}: {i} of {n} summaries")
+
+    def _done(self, results: list[TaskResult]) -> None:
+        self.results = results
+        self.table.setRowCount(0)
+        for r in results:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            cells = [f"{Path(r.model).name} ({r.role})"]
+            for d in (r.vs_written, r.vs_reference):
+                cells += [f"{d[k]:.3f}" if d else "—" for k in ("rouge1", "rouge2", "rougeL")]
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        self.status.setText("Done.")
+
+    def _failed(self, exc: Exception) -> None:
+        self.status.setText(str(exc))
+
+    def _finished(self) -> None:
+        self._update()
+        self.page._update_buttons()
+        self.scored.emit()
+
+    def busy(self) -> list[str]:
+        return ["Summaries"] if self.job.worker is not None else []
+
+    def shutdown(self) -> None:
+        self.job.stop()
+
+    def export(self) -> dict:
+        if not self.results:
+            return {}
+        return {"summaries": [{"model": r.model, "role": r.role, "vs_written": r.vs_written,
+                               "vs_reference": r.vs_reference, "summaries": r.summaries}
+                              for r in self.results]}  # fmt: skip
