@@ -107,6 +107,7 @@ def test_a_model_against_itself(starter_path):
     assert cand.stats["ppl"] == pytest.approx(ref["ppl"], rel=1e-3)
     assert cand.stats["prompt_tokens_per_s"] > 0 and cand.stats["gen_tokens_per_s"] > 0 and cand.stats["ttft_s"] > 0
     assert cand.stats["peak_rss_bytes"] > cand.file_bytes // 2 and cand.stats["predicted_ram_bytes"] > 0
+    assert c.reference.stats["predicted_ram_bytes"] == cand.stats["predicted_ram_bytes"]  # the same file
     assert c.reference_quantized  # Q4_1 as a reference: said in the report
     assert [p.role for p in seen].count("reference") == 3 and seen[-1].fraction == 1.0
     # the reference pass is kept: a second comparison only runs the candidate

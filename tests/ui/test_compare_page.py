@@ -90,3 +90,17 @@ def test_side_by_side_blind_votes_and_summaries(make_window, qtbot, starter_path
     with qtbot.waitSignal(page.tasks_tab.scored, timeout=120_000):
         page.tasks_tab.start()
     assert page.tasks_tab.table.rowCount() == 2 and page.tasks_tab.table.item(1, 4).text() == "1.000"
+
+
+def test_make_quants_of_the_starter_lands_them_in_the_library(make_window, qtbot, starter_path):
+    w = make_window()
+    page = w.compare_page
+    qtbot.waitUntil(lambda: page.reference.count() >= 1, timeout=30_000)
+    page.reference.setCurrentIndex(page.reference.findData(starter_path))
+    with qtbot.waitSignal(page.made, timeout=300_000):
+        page.make_quants(["Q8_0"])
+    folder = w.ctx.paths.data_dir / "quants"
+    assert (folder / "SmolLM2-135M-Instruct-Q8_0.gguf").stat().st_size > 100_000_000
+    assert str(folder) in w.ctx.settings.model_folders
+    qtbot.waitUntil(lambda: page.reference.count() == 2, timeout=60_000)
+    assert any("(Q8_0," in page.reference.itemText(i) for i in range(2))

@@ -143,8 +143,6 @@ def run_comparison(
         ModelResult(reference, "reference", os.path.getsize(reference)), [], n_ctx, text_path, str(base),
         reference_quantized=model_quant(reference) not in REFERENCE_GRADE,
     )  # fmt: skip
-    for r in [comparison.reference]:
-        r.stats["predicted_ram_bytes"] = ref_pred.ram.total_bytes if ref_pred else None
     ref_job = {"mode": "reference", "model": reference, "text": text_path, "n_ctx": n_ctx, "chunks": chunks,
                "base": str(base), "n_threads": n_threads}  # fmt: skip
     cached = base.with_suffix(".json")
@@ -163,6 +161,7 @@ def run_comparison(
             raise
         os.replace(tmp, base)
         cached.write_text(json.dumps(comparison.reference.stats))
+    comparison.reference.stats["predicted_ram_bytes"] = ref_pred.ram.total_bytes if ref_pred else None
     for i, cand in enumerate(candidates, start=1):
         result = ModelResult(cand, "candidate", os.path.getsize(cand))
         comparison.candidates.append(result)

@@ -40,11 +40,36 @@ from desktop_app.ui.widgets import PageHeader, muted
 COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
            "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
 REFERENCE_GRADE = ("F32", "F16", "BF16")
+DEFAULT_MAKE = ("F16", "Q8_0", "Q4_K_M")
+
+
+def make_quants(source: str, quants: list[str], folder: str):
+    """Yield each written path; F16 first (from any source), the others from the F16 when there is one."""
+    from desktop_app.core.quantize import quantize
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    import re
+
+    from desktop_app.core.hub.quants import quant_name
+
+    stem, q_src = Path(source).stem, quant_name(source)
+    if q_src != "?":  # SmolLM2-135M-Instruct.Q4_1 -> SmolLM2-135M-Instruct
+        stem = re.sub(rf"[.\-_]?{re.escape(q_src)}$", "", stem, flags=re.IGNORECASE)
+    written, base = [], source
+    for q in sorted(quants, key=lambda q: q != "F16"):
+        out = Path(folder) / f"{stem}-{q}.gguf"
+        quantize(base, str(out), q)
+        if q == "F16":
+            base = str(out)
+        written.append(str(out))
+        yield str(out)
+    return written
 
 
 class ComparePage(QWidget):
     title = "Compare"
     finished = Signal(object)  # Comparison
+    made = Signal()
     _progress = Signal(object)  # CompareProgress, from the worker thread
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -54,6 +79,7 @@ class ComparePage(QWidget):
         self.text_path: str | None = None
         self._cancel: threading.Event | None = None
         self._worker = None
+        self._make_worker = None
         outer = QVBoxLayout(self)
         about = ("What does the smaller quant cost? Fidelity measured the way llama-perplexity does (KL divergence "
                  "against a reference), speed and memory.")  # fmt: skip
@@ -87,6 +113,11 @@ class ComparePage(QWidget):
         self.text_button.setToolTip("The text to score: QuantDesk's own, or a file of yours")
         self.text_button.clicked.connect(self._choose_text)
         opts.addWidget(self.text_button)
+        self.make_button = QPushButton("Make quants…")
+        self.make_button.setToolTip("Write other quant levels of the chosen reference with llama.cpp's quantizer "
+                                    "(F16 from any file; then Q8_0, Q4_K_M…), into your library")  # fmt: skip
+        self.make_button.clicked.connect(self._ask_make_quants)
+        opts.addWidget(self.make_button)
         opts.addStretch(1)
         left.addLayout(opts)
         left.addStretch(1)
@@ -207,6 +238,39 @@ class ComparePage(QWidget):
         )  # fmt: skip
         self._update_buttons()
 
+    # -- making quants ---------------------------------------------------------------------------
+    def _ask_make_quants(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(self, "Make quants", "Quant levels to write (comma-separated):",
+                                        text=", ".join(DEFAULT_MAKE))  # fmt: skip
+        if ok:
+            self.make_quants([q.strip().upper() for q in text.split(",") if q.strip()])
+
+    def make_quants(self, quants: list[str]) -> None:
+        """Quantize the reference into <data>/quants (added to the library's folders), in a worker."""
+        source = self.reference.currentData()
+        if not source or self._make_worker is not None:
+            return
+        folder = self.ctx.paths.data_dir / "quants"
+        if self.ctx.settings.add_folder(str(folder)):
+            self.ctx.save_settings()
+        self.make_button.setEnabled(False)
+        self.status.setText(f"Writing {', '.join(quants)} of {Path(source).name} with llama.cpp's quantizer…")
+        worker = create_worker(make_quants, source, quants, str(folder), _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(lambda path: self.status.setText(f"Wrote {Path(path).name}"))
+        worker.returned.connect(lambda paths: (self.ctx.notify(f"Made {len(paths)} quant(s) in {folder}: they are in "
+                                                               "your library."), self.ctx.rescan()))  # fmt: skip
+        worker.errored.connect(lambda exc: self.ctx.notify(f"Making quants failed: {exc}", "error"))
+        worker.finished.connect(self._make_finished)
+        self._make_worker = worker
+        worker.start()
+
+    def _make_finished(self) -> None:
+        self._make_worker = None
+        self.make_button.setEnabled(True)
+        self.made.emit()
+
     def _choose_text(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Text to score", "", "Text (*.txt *.md *.raw);;All files (*)")
         if path:
@@ -251,7 +315,9 @@ class ComparePage(QWidget):
             self.status.setText("Cancelling… (what was measured is kept)")
 
     def busy(self) -> list[str]:
-        return (["A comparison"] if self._worker is not None else []) + self.side_tab.busy() + self.tasks_tab.busy()
+        making = ["Making quants"] if self._make_worker is not None else []
+        running = ["A comparison"] if self._worker is not None else []
+        return running + making + self.side_tab.busy() + self.tasks_tab.busy()
 
     def shutdown(self) -> None:
         if self._cancel is not None:
