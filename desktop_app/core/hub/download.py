@@ -1,6 +1,8 @@
-"""Downloads you can trust: into the standard Hugging Face cache through huggingface_hub, resumable
-(also after a restart: the .incomplete file stays), with progress, cancel, pause, retry with backoff
-when the transfer stalls, a free-disk check first, and the sha256 checked against the Hub's LFS hash.
+"""Downloads you can trust: into the standard Hugging Face cache (its blobs/snapshots/refs layout, so
+huggingface_hub and other tools find the files), resumable (also after a restart: the .incomplete
+file stays), with progress, cancel, pause, retry with backoff when the transfer stalls, a free-disk
+check first, and the sha256 checked against the Hub's LFS hash. File metadata, auth headers and
+redirects come from huggingface_hub; the body is read by a lean loop that hashes as it writes.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class DownloadProgress:
     bytes_total: int
     speed_bps: float
     eta_s: float | None
-    phase: str = "downloading"  # downloading | verifying | retrying
+    phase: str = "downloading"  # checking (a resumed part) | downloading | retrying | verified
 
 
 @dataclass
@@ -69,20 +71,6 @@ def _incomplete_bytes(repo_id: str, etag: str) -> int:
         return p.stat().st_size
     except OSError:
         return 0
-
-
-def sha256_file(path: str, progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> str:
-    h = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            if cancel is not None and cancel.is_set():
-                raise DownloadCancelled("Cancelled while verifying.")
-            h.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done)
-    return h.hexdigest()
 
 
 def download_model(

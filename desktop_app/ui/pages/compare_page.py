@@ -31,6 +31,7 @@ from superqt.utils import create_worker
 
 from desktop_app.core.compare import CompareProgress, Comparison, run_comparison
 from desktop_app.core.compare.report import kld_distribution_svg, size_vs_kld_svg, speed_svg, to_html, to_json
+from desktop_app.core.compare.runner import REFERENCE_GRADE
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
 from desktop_app.ui.context import AppContext
@@ -39,7 +40,6 @@ from desktop_app.ui.widgets import PageHeader, muted
 
 COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
            "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
-REFERENCE_GRADE = ("F32", "F16", "BF16")
 DEFAULT_MAKE = ("F16", "Q8_0", "Q4_K_M")
 
 
