@@ -157,6 +157,20 @@ def _fmt(v, spec: str = ".4f", pct: bool = False) -> str:
     return f"{v * 100:.2f} %" if pct else format(v, spec)
 
 
+def model_cells(m: dict) -> dict[str, str]:
+    """One model of :func:`to_json` as display text, by column; the report and the page both use it."""
+    return {
+        "Size": format_bytes(m["file_bytes"]), "PPL": _fmt(m["ppl"]), "PPL ratio": _fmt(m["ppl_ratio"]),
+        "Mean KLD": _fmt(m["kld_mean"], ".5f"), "Median KLD": _fmt(m["kld_median"], ".5f"),
+        "KLD p99": _fmt(m["kld_p99"], ".4f"), "Same top": _fmt(m["same_top_p"], pct=True),
+        "RMS Δp": _fmt(m["rms_dp"], pct=True), "Prompt tok/s": _fmt(m["prompt_tokens_per_s"], ".0f"),
+        "Gen tok/s": _fmt(m["gen_tokens_per_s"], ".1f"), "TTFT": _fmt(m["ttft_s"], ".3f"),
+        "Peak RAM": format_bytes(m["peak_rss_bytes"]) if m["peak_rss_bytes"] else "—",
+        "Predicted RAM": format_bytes(m["predicted_ram_bytes"]) if m["predicted_ram_bytes"] else "—",
+        "In context": m["kld_band"] or m["error"] or "",
+    }  # fmt: skip
+
+
 def _extras_html(extras: dict) -> str:
     parts = []
     if extras.get("summaries"):
@@ -204,36 +218,29 @@ def to_html(c: Comparison | None, extras: dict | None = None) -> str:
         return (f'<!doctype html><html><head><meta charset="utf-8"><title>QuantDesk comparison</title>{_PAGE_STYLE}'
                 f"</head><body><h1>What the smaller quant costs</h1>{body}</body></html>")  # fmt: skip
     data = to_json(c)
+    head = ("Model", "Size", "PPL", "PPL ratio", "Mean KLD", "Median KLD", "KLD p99", "Same top", "RMS Δp",
+            "Prompt tok/s", "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context")  # fmt: skip
     rows = []
     for m in data["models"]:
         label = "reference" if m["role"] == "reference" else ("partial" if m["partial"] else "")
-        rows.append(
-            "<tr>" + "".join(f"<td>{x}</td>" for x in [
-                html.escape(Path(m["path"]).name) + (f" <em>({label})</em>" if label else ""),
-                format_bytes(m["file_bytes"]), _fmt(m["ppl"]),
-                _fmt(m["ppl_ratio"]) + (f" ± {m['ppl_ratio_unc']:.4f}" if m["ppl_ratio_unc"] else ""),
-                _fmt(m["kld_mean"], ".5f"), _fmt(m["kld_median"], ".5f"), _fmt(m["kld_p99"], ".4f"),
-                _fmt(m["same_top_p"], pct=True), _fmt(m["rms_dp"], pct=True),
-                _fmt(m["prompt_tokens_per_s"], ".0f"), _fmt(m["gen_tokens_per_s"], ".1f"),
-                _fmt(m["ttft_s"], ".3f"), format_bytes(m["peak_rss_bytes"]) if m["peak_rss_bytes"] else "—",
-                format_bytes(m["predicted_ram_bytes"]) if m["predicted_ram_bytes"] else "—",
-                html.escape(m["kld_band"] or m["error"] or ""),
-            ]) + "</tr>"
-        )  # fmt: skip
+        cells = model_cells(m)
+        if m["ppl_ratio_unc"]:
+            cells["PPL ratio"] += f" ± {m['ppl_ratio_unc']:.4f}"
+        name = html.escape(Path(m["path"]).name) + (f" <em>({label})</em>" if label else "")
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in [name, *(html.escape(cells[h]) for h in head[1:])])
+                    + "</tr>")  # fmt: skip
     warn = ("<p class=warn>The reference is itself quantized: the numbers measure distance from it, "
             "not from the original weights.</p>") if c.reference_quantized else ""  # fmt: skip
     cancelled = (
         "<p class=warn>The run was cancelled: rows marked partial cover the chunks done.</p>" if c.cancelled else ""
     )
-    head = ("Model", "Size", "PPL", "PPL ratio", "Mean KLD", "Median KLD", "KLD p99", "Same top", "RMS Δp",
-            "Prompt tok/s", "Gen tok/s", "TTFT s", "Peak RAM", "Predicted RAM", "In context")  # fmt: skip
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>QuantDesk comparison</title>
 {_PAGE_STYLE}</head><body>
 <h1>What the smaller quant costs</h1>
 <p>Reference <b>{html.escape(Path(c.reference.path).name)}</b> · context {c.n_ctx} · {c.chunks} chunks ·
 {data["tokens_scored"] or 0:,} tokens scored (the second half of each chunk, as llama-perplexity does) ·
 text {html.escape(Path(c.text).name)} · {time.strftime("%Y-%m-%d %H:%M")}</p>{warn}{cancelled}
-<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table>
+<table><tr>{"".join(f"<th>{h}{' s' if h == 'TTFT' else ''}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <p>KLD bands for context come from llama.cpp's published tables for 7-8B models; small models lose more.</p>
 <div class=plots>{kld_distribution_svg(c)}{size_vs_kld_svg(c)}{speed_svg(c)}</div>
 {_extras_html(extras or {})}

@@ -30,7 +30,14 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from desktop_app.core.compare import CompareProgress, Comparison, run_comparison
-from desktop_app.core.compare.report import kld_distribution_svg, size_vs_kld_svg, speed_svg, to_html, to_json
+from desktop_app.core.compare.report import (
+    kld_distribution_svg,
+    model_cells,
+    size_vs_kld_svg,
+    speed_svg,
+    to_html,
+    to_json,
+)
 from desktop_app.core.compare.runner import REFERENCE_GRADE
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
@@ -365,17 +372,10 @@ class ComparePage(QWidget):
             self.table.insertRow(row)
             name = Path(m["path"]).name + (" (reference)" if m["role"] == "reference" else "")
             name += " (partial)" if m["partial"] else ""
-
-            def f(v, spec=".4f", pct=False):
-                return "—" if v is None else (f"{v * 100:.2f} %" if pct else format(v, spec))
-
-            cells = [name, format_bytes(m["file_bytes"]), f(m["ppl"]), f(m["ppl_ratio"]), f(m["kld_mean"], ".5f"),
-                     f(m["kld_p99"]), f(m["same_top_p"], pct=True), f(m["rms_dp"], pct=True),
-                     f(m["prompt_tokens_per_s"], ".0f"), f(m["gen_tokens_per_s"], ".1f"),
-                     f(m["ttft_s"], ".3f") + (" s" if m["ttft_s"] is not None else ""),
-                     format_bytes(m["peak_rss_bytes"]) if m["peak_rss_bytes"] else "—",
-                     format_bytes(m["predicted_ram_bytes"]) if m["predicted_ram_bytes"] else "—",
-                     m["kld_band"] or m["error"] or ""]  # fmt: skip
+            by_column = model_cells(m)
+            if m["ttft_s"] is not None:
+                by_column["TTFT"] += " s"
+            cells = [name, *(by_column[h] for h in COLUMNS[1:])]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if 0 < col < len(cells) - 1:
