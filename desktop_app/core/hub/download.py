@@ -157,13 +157,13 @@ class _Job:
 
     def fetch(self, i: int, name: str, expected_sha: str) -> tuple[str, str]:
         path, digest = _download_with_retries(self, name, i, expected_sha)
-        self._report(name, i, self.done_before + (self.sizes[name] or os.path.getsize(path)), "verified")
         if len(expected_sha) == 64 and digest != expected_sha:
             os.remove(path)  # never leave a bad file looking complete (or resumable)
             raise CorruptDownloadError(
                 f"{name} arrived corrupted (its sha256 does not match the Hub's); the bad copy was deleted. "
                 "Download it again."
             )
+        self._report(name, i, self.done_before + (self.sizes[name] or os.path.getsize(path)), "verified")
         return _place_in_cache(self.repo_id, self.revision, self.commits[name], name, path, expected_sha), digest
 
 
