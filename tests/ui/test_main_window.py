@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from desktop_app.ui.theme import apply_theme
 
@@ -68,3 +68,17 @@ def test_dark_and_light_palettes():
     assert apply_theme(app, "light") is False
     assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
     apply_theme(app, "system")
+
+
+def test_a_late_worker_result_does_not_reach_a_deleted_widget(qtbot):
+    from shiboken6 import delete
+
+    from desktop_app.ui.widgets import while_alive
+
+    label = QLabel()
+    seen = []
+    slot = while_alive(label, lambda text: (label.setText(text), seen.append(text)))
+    slot("first")
+    delete(label)
+    slot("late")  # the page is gone: nothing happens, nothing raises
+    assert seen == ["first"]

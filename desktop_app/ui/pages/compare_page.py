@@ -43,7 +43,7 @@ from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.pages.compare_answers import SideBySideTab, TasksTab
-from desktop_app.ui.widgets import PageHeader, muted
+from desktop_app.ui.widgets import PageHeader, muted, while_alive
 
 COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
            "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
@@ -265,7 +265,7 @@ class ComparePage(QWidget):
         self.make_button.setEnabled(False)
         self.status.setText(f"Writing {', '.join(quants)} of {Path(source).name} with llama.cpp's quantizer…")
         worker = create_worker(make_quants, source, quants, str(folder), _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(lambda path: self.status.setText(f"Wrote {Path(path).name}"))
+        worker.yielded.connect(while_alive(self, lambda path: self.status.setText(f"Wrote {Path(path).name}")))
         worker.returned.connect(lambda paths: (self.ctx.notify(f"Made {len(paths)} quant(s) in {folder}: they are in "
                                                                "your library."), self.ctx.rescan()))  # fmt: skip
         worker.errored.connect(lambda exc: self.ctx.notify(f"Making quants failed: {exc}", "error"))

@@ -33,7 +33,7 @@ from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.downloads import DownloadManager, DownloadTask
 from desktop_app.ui.markdown_html import CARD, to_html
-from desktop_app.ui.widgets import muted
+from desktop_app.ui.widgets import muted, while_alive
 
 SEARCH_DEBOUNCE_MS = 350
 PAGE_SIZE = 30
@@ -227,8 +227,8 @@ class DiscoverPage(QWidget):
             author=self.author.text().strip() or None, min_params=lo, max_params=hi, limit=self.limit,
             _start_thread=False, _ignore_errors=True,
         )  # fmt: skip
-        worker.returned.connect(lambda results: self._show_results(gen, results))
-        worker.errored.connect(lambda exc: self._hub_failed(gen, exc))
+        worker.returned.connect(while_alive(self, lambda results: self._show_results(gen, results)))
+        worker.errored.connect(while_alive(self, lambda exc: self._hub_failed(gen, exc)))
         worker.start()
 
     def _show_results(self, gen: int, results) -> None:
@@ -289,7 +289,9 @@ class DiscoverPage(QWidget):
         worker = create_worker(_repo_with_card_html, repo_id, machine, self._settings(), _start_thread=False,
                                _ignore_errors=True)  # fmt: skip
         worker.returned.connect(self._show_repo)
-        worker.errored.connect(lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))
+        worker.errored.connect(
+            while_alive(self, lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))
+        )
         worker.start()
 
     def _show_repo(self, result: tuple[RepoQuants, str]) -> None:

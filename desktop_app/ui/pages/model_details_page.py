@@ -31,7 +31,7 @@ from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager
 from desktop_app.ui.fit_panel import FitPanel
-from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted
+from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted, while_alive
 
 
 def _heads(v: int | list[int] | None) -> str:
@@ -276,8 +276,10 @@ class ModelDetailsPage(QWidget):
         self.fit_panel.set_model(None, None)
         self.fit_panel.show_measurement(None)
         worker = create_worker(_read_for_fit, entry.id, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result, eid=entry.id: self._shape_ready(eid, result))
-        worker.errored.connect(lambda exc: self.ctx.notify(f"Could not read {entry.file_name}: {exc}", "error"))
+        worker.returned.connect(while_alive(self, lambda result, eid=entry.id: self._shape_ready(eid, result)))
+        worker.errored.connect(
+            while_alive(self, lambda exc: self.ctx.notify(f"Could not read {entry.file_name}: {exc}", "error"))
+        )
         worker.start()
 
     def _shape_ready(self, entry_id: str, result) -> None:
