@@ -26,7 +26,7 @@ def _emit(obj: dict) -> None:
 def cmd_hardware(args: argparse.Namespace) -> int:
     from desktop_app.core.hardware import detect_hardware
 
-    hw = detect_hardware()
+    hw = detect_hardware(recheck_runtime=args.recheck)
     if args.json:
         _emit(hw.to_dict())
         return 0
@@ -51,7 +51,13 @@ def cmd_hardware(args: argparse.Namespace) -> int:
         print(f"           GPU offload: {'yes' if ll.gpu_offload_supported else 'no'}")
         for d in ll.devices:
             print(f"           device {d.name}: {d.description} ({d.type})")
-    if ll.error:
+        rt = ll.runtime
+        if rt is not None:
+            speed = (f", checked at {rt.checked_tokens_per_s:.1f} tokens/s on {rt.check_model}"
+                     if rt.checked_tokens_per_s else "")  # fmt: skip
+            print(f"           runtime: {rt.label}, {rt.threads} threads ({rt.threads_basis}){speed}")
+            print(f"           {rt.reason}")
+    if ll.error and not (ll.runtime is not None and ll.error == ll.runtime.reason):
         print(f"           problem: {ll.error}")
     if ll.gpu_build_command:
         print(f"           To use your GPU: {ll.gpu_build_command}")
@@ -122,6 +128,16 @@ def _entry_json(e) -> dict:
         "bits_per_weight": round(i.bits_per_weight, 4),
         "tensor_types": {t.type_name: t.count for t in i.tensor_mix},
     }
+
+
+def _threads(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a number of threads") from None
+    if not 1 <= n <= 4096:
+        raise argparse.ArgumentTypeError("the number of threads must be between 1 and 4096")
+    return n
 
 
 def _gpu_layers(value: str) -> int | str:
@@ -238,7 +254,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
     try:
         with SyncEngine() as se:
-            se.load(args.model, n_ctx=n_ctx, n_gpu_layers=p.n_gpu_layers, seed=args.seed,
+            se.load(args.model, n_ctx=n_ctx, n_gpu_layers=p.n_gpu_layers, seed=args.seed, n_threads=args.threads,
                     has_template=bool(shape.tensors) and _has_template(args.model))  # fmt: skip
             if args.prompt is not None:
                 history.append({"role": "user", "content": args.prompt})
@@ -444,7 +460,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         comparison = run_comparison(args.reference, args.candidates, text_path=args.text, n_ctx=args.ctx,
-                                    chunks=args.chunks, progress=progress)  # fmt: skip
+                                    chunks=args.chunks, n_threads=args.threads, progress=progress)  # fmt: skip
     except KeyboardInterrupt:
         print("\nCancelled.", file=sys.stderr)
         return 130
@@ -506,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("hardware", help="what this machine has and what llama.cpp can use")
+    p.add_argument("--recheck", action="store_true", help="run the llama.cpp runtime check again")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_hardware)
 
@@ -526,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        help="threads for llama.cpp (default: the setting, else llama.cpp's: one per physical core)",
+    )
     p.add_argument("--ctx", type=int, default=0, help="context length (default: 4096 or the model's, if less)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="N|auto")
     p.add_argument("--force", action="store_true", help="load even when the prediction says it will not fit")
@@ -562,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="a text file to score (default: the text shipped with QuantDesk)")
     p.add_argument("--ctx", type=int, default=512, help="tokens per chunk (default 512, as llama-perplexity)")
     p.add_argument("--chunks", type=int, help="score at most this many chunks")
+    p.add_argument("--threads", type=_threads, default=None, help="threads for llama.cpp (default: as for chat)")
     p.add_argument("--report", help="also write a self-contained HTML report here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
@@ -589,12 +613,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: cannot write the log file ({exc})", file=sys.stderr)
     if args.command is None:
         return cmd_gui(args)
+    if args.command not in ("gui",):
+        _apply_thread_setting()
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _apply_thread_setting() -> None:
+    """The Settings page's thread count applies to the command line too."""
+    from desktop_app.core.runtime import set_threads_override
+    from desktop_app.core.settings import SettingsStore
+
+    set_threads_override(SettingsStore().load().threads)
 
 
 def gui_main() -> int:

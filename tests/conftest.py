@@ -33,10 +33,43 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
         self.store.pop((service, username), None)
 
 
+@pytest.fixture(scope="session")
+def session_runtime(tmp_path_factory):
+    """The llama.cpp runtime check, run once per session: it belongs to the machine and the build,
+    not to a test. On a CPU that faults on llama.cpp's defaults it picks the fallback here, and every
+    test's children then run with it, as the app's do."""
+    from desktop_app.core.runtime import ensure_runtime
+    from desktop_app.core.runtime.selfcheck import STORE_NAME
+
+    root = tmp_path_factory.mktemp("runtime")
+    saved = os.environ.get("QUANTDESK_DATA_DIR")
+    os.environ["QUANTDESK_DATA_DIR"] = str(root)
+    try:
+        choice = ensure_runtime()
+    finally:
+        if saved is None:
+            os.environ.pop("QUANTDESK_DATA_DIR", None)
+        else:
+            os.environ["QUANTDESK_DATA_DIR"] = saved
+    return choice, root / "cache" / STORE_NAME
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    """Point QuantDesk's data, the HF cache and the keyring away from the real user's."""
+def isolated_env(tmp_path, monkeypatch, session_runtime):
+    """Point QuantDesk's data, the HF cache and the keyring away from the real user's; the runtime
+    check's result is copied in (tests of the check itself use ``fresh_runtime``)."""
+    import shutil
+
+    from desktop_app.core.runtime import set_threads_override
+    from desktop_app.core.runtime.config import FAULT_ENV
+
     monkeypatch.setenv("QUANTDESK_DATA_DIR", str(tmp_path / "quantdesk"))
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    _choice, remembered = session_runtime
+    if remembered.exists():
+        (tmp_path / "quantdesk" / "cache").mkdir(parents=True, exist_ok=True)
+        shutil.copy(remembered, tmp_path / "quantdesk" / "cache" / remembered.name)
+    set_threads_override(0)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN"):
         monkeypatch.delenv(var, raising=False)
@@ -45,10 +78,28 @@ def isolated_env(tmp_path, monkeypatch):
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
+    set_threads_override(0)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_quantdesk", False)]:
         root.removeHandler(handler)
         handler.close()
+
+
+@pytest.fixture
+def fresh_runtime(tmp_path):
+    """No remembered runtime check: the next look at the hardware (or child started) checks anew."""
+    from desktop_app.core.runtime.selfcheck import STORE_NAME
+
+    (tmp_path / "quantdesk" / "cache" / STORE_NAME).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def faulty_cpu(monkeypatch, fresh_runtime):
+    """A CPU like the ones that advertise AMX but fault on it: llama.cpp's default configuration
+    dies with SIGILL on its first prompt of more than a few tokens (simulated in the child)."""
+    from desktop_app.core.runtime.config import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "default")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,10 +15,46 @@ def child_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment, with this copy of desktop_app importable even when not installed."""
+def child_env(*, with_runtime: bool = True, **extra: str) -> dict[str, str]:
+    """The environment, with this copy of desktop_app importable even when not installed, and (unless
+    ``with_runtime`` is False) the llama.cpp runtime configuration the runtime check chose."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
+    if with_runtime:
+        from desktop_app.core.runtime.config import RUNTIME_ENV
+        from desktop_app.core.runtime.selfcheck import runtime_for_children
+
+        env[RUNTIME_ENV] = runtime_for_children().to_json()
     env.update(extra)
     return env
+
+
+def describe_exit(code: int | None) -> str:
+    """A child's exit status in words: "was stopped by SIGSEGV (a crash inside llama.cpp)"."""
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {
+            "SIGKILL": " (killed, most often by the system when memory runs out)",
+            "SIGSEGV": " (a crash inside llama.cpp)",
+            "SIGILL": " (an instruction this CPU refused to run, inside llama.cpp)",
+            "SIGBUS": " (a crash inside llama.cpp, often a model file changed or cut short while in use)",
+            "SIGABRT": " (llama.cpp aborted)",
+        }.get(name, "")
+        return f"was stopped by {name}{hint}"
+    if code in _WINDOWS_CRASHES:  # Windows reports a crash as an NTSTATUS exit code
+        return f"crashed ({_WINDOWS_CRASHES[code]}, inside llama.cpp)"
+    return f"exited with code {code}"
+
+
+_WINDOWS_CRASHES = {
+    0xC000001D: "illegal instruction",
+    0xC0000005: "access violation",
+    0xC0000409: "aborted",
+    0xC00000FD: "stack overflow",
+}

@@ -32,6 +32,7 @@ class Settings:
     include_hf_cache: bool = True
     include_starter: bool = True
     theme: str = "system"
+    threads: int = 0  # llama.cpp's threads; 0: llama.cpp's own default (one per physical/performance core)
 
     def add_folder(self, folder: str) -> bool:
         folder = os.path.abspath(folder)
@@ -88,11 +89,13 @@ def _coerce(data: dict[str, Any]) -> Settings:
         elif isinstance(default, bool):
             if isinstance(value, bool):
                 kwargs[f.name] = value
-        elif isinstance(value, type(default)):
+        elif isinstance(value, type(default)) and not isinstance(value, bool):
             kwargs[f.name] = value
     s = Settings(**kwargs)
     if s.theme not in THEMES:
         s.theme = "system"
+    if not 0 <= s.threads <= 4096:
+        s.threads = 0
     s.schema_version = SCHEMA_VERSION
     return s
 

@@ -136,7 +136,7 @@ def run_comparison(
             "this computer's memory. Pick a smaller reference (Q8_0 is close to F16 for this purpose)."
         )
     cancel = cancel or threading.Event()
-    n_threads = n_threads or _physical_cores()
+    # n_threads None: the children use the runtime's threads (llama.cpp's default here, or the setting)
     base = _base_file_path(reference, text_path, n_ctx, chunks)
     n_models = 1 + len(candidates)
     comparison = Comparison(
@@ -211,12 +211,6 @@ def _gb(n: int) -> str:
     from desktop_app.core.units import format_bytes
 
     return format_bytes(n)
-
-
-def _physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def _run_child(job: dict, index: int, n_models: int, role: str, progress, cancel: threading.Event,

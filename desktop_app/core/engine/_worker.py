@@ -86,6 +86,9 @@ def _unload(state: dict) -> None:
 def _load(state: dict, p: dict, send) -> None:
     import llama_cpp
 
+    from desktop_app.core.runtime.llama_setup import llama_threads, setup_llama
+
+    config = setup_llama()
     _unload(state)
     lines: list[str] = []
 
@@ -111,8 +114,7 @@ def _load(state: dict, p: dict, send) -> None:
         swa_full=False,
         verbose=False,
     )
-    if p.get("n_threads"):
-        kwargs["n_threads"] = p["n_threads"]
+    kwargs.update(llama_threads(config, p.get("n_threads")))
     # Llama() takes a bool; "auto" resolves to on, as llama.cpp's own probe does on CPU/CUDA/Metal/Vulkan
     kwargs["flash_attn"] = fa != 0
     if not p.get("has_template", True):
@@ -127,6 +129,9 @@ def _load(state: dict, p: dict, send) -> None:
             "chat_format": llm.chat_format or "",
             "load_s": time.perf_counter() - t0,
             "log": "".join(lines),
+            "n_threads": kwargs["n_threads"],
+            "n_threads_batch": kwargs["n_threads_batch"],
+            "runtime": config.name,
         },
     )
 

@@ -13,14 +13,13 @@ import itertools
 import json
 import logging
 import queue
-import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from desktop_app.core.child import child_command, child_env
+from desktop_app.core.child import child_command, child_env, describe_exit
 from desktop_app.core.errors import QuantDeskError
 
 log = logging.getLogger(__name__)
@@ -57,23 +56,6 @@ PRESETS = {
     "Balanced": Sampling(),
     "Creative": Sampling(temperature=1.0, top_p=0.98, top_k=100, min_p=0.02, repeat_penalty=1.05),
 }
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = {
-            "SIGKILL": " (killed, most often by the system when memory runs out)",
-            "SIGSEGV": " (a crash inside llama.cpp)",
-            "SIGABRT": " (llama.cpp aborted)",
-        }.get(name, "")
-        return f"was stopped by {name}{hint}"
-    return f"exited with code {code}"
 
 
 class Engine:
@@ -150,7 +132,7 @@ class Engine:
         if not self._closing and proc is self._proc:
             self.loaded = None
             last = self.stderr_tail[-1] if self.stderr_tail else ""
-            msg = f"The engine {_describe_exit(code)}." + (f" Its last words: {last}" if last else "")
+            msg = f"The engine {describe_exit(code)}." + (f" Its last words: {last}" if last else "")
             self._listener(EngineEvent("died", {"message": msg, "exitcode": code}))
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:

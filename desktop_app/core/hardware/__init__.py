@@ -65,8 +65,10 @@ def detect_hardware(
     sysctl: Sysctl | None = None,
     cpuinfo_text: str | None = None,
     probe_llama: bool = True,
+    recheck_runtime: bool = False,
 ) -> HardwareInfo:
-    """Look at this machine. Keyword arguments replace real probes (for tests)."""
+    """Look at this machine. Keyword arguments replace real probes (for tests); ``recheck_runtime``
+    runs the llama.cpp runtime check again even if this build and CPU were checked before."""
     system = system or platform.system()
     notes: list[str] = []
     cpu = read_cpu(system=system, cpuinfo_text=cpuinfo_text, sysctl=sysctl)
@@ -78,7 +80,8 @@ def detect_hardware(
         gpus += read_sysfs_gpus(sysfs_root)
     elif system == "Darwin":
         gpus += read_apple_gpu(sysctl=sysctl, available_ram_bytes=ram.available_bytes)
-    llama = probe_llama_cpp(gpus, system=system, run_probe=probe_llama)
+    llama = probe_llama_cpp(gpus, system=system, run_probe=probe_llama, cpu_features=cpu.features,
+                            recheck_runtime=recheck_runtime)  # fmt: skip
     if llama.error:
         notes.append(llama.error)
     gpus += _gpus_from_llama(llama.devices, gpus)

@@ -114,8 +114,11 @@ def gpu_build_command(gpus: list[GpuInfo], *, system: str, version: str | None) 
     )
 
 
-def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True) -> LlamaCppInfo:
-    """Describe the installed llama.cpp build. Never raises; problems go into ``error``."""
+def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True, cpu_features: list[str] | None = None,
+                    recheck_runtime: bool = False) -> LlamaCppInfo:  # fmt: skip
+    """Describe the installed llama.cpp build and how it runs here (the runtime check, when
+    ``run_probe``: remembered, or run now the first time this build meets this CPU).
+    Never raises; problems go into ``error``."""
     try:
         version = importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
@@ -140,6 +143,7 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True)
     devices: list[LlamaDevice] = []
     system_info = ""
     error = ""
+    runtime = None
     offload = any(b in GPU_BACKENDS for b in backends)
     if run_probe:
         try:
@@ -149,6 +153,11 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True)
             system_info = result["system_info"]
         except ProbeError as exc:
             error = str(exc)
+        from desktop_app.core.runtime.selfcheck import ensure_runtime
+
+        runtime = ensure_runtime(recheck=recheck_runtime, cpu_features=cpu_features, lib_dir=lib_dir)
+        if runtime is not None and not runtime.works:
+            error = (error + " " if error else "") + runtime.reason
     cmd, hint = ("", "") if offload else gpu_build_command(gpus, system=system, version=version)
     return LlamaCppInfo(
         gpu_build_commands={} if offload else gpu_build_commands(system=system, version=version),
@@ -162,6 +171,7 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True)
         error=error,
         gpu_build_command=cmd,
         gpu_build_hint=hint,
+        runtime=runtime,
     )
 
 
@@ -170,7 +180,7 @@ class ProbeError(Exception):
 
 
 def _run_probe(lib_dir: str) -> dict:
-    env = child_env()
+    env = child_env(with_runtime=False)
     try:
         proc = subprocess.run(
             child_command("desktop_app.core.hardware._llama_probe", lib_dir),

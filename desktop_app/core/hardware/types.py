@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from desktop_app.core.runtime.selfcheck import RuntimeChoice
+
 
 @dataclass(frozen=True)
 class CpuInfo:
@@ -54,6 +56,7 @@ class LlamaCppInfo:
     gpu_build_command: str = ""  # how to get a build that offloads to the GPUs found here
     gpu_build_hint: str = ""
     gpu_build_commands: dict[str, str] = field(default_factory=dict)  # backend -> command
+    runtime: RuntimeChoice | None = None  # how llama.cpp runs here (the runtime check), None if not installed
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,17 @@ class HardwareInfo:
     notes: list[str] = field(default_factory=list)  # probes that failed, and why
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.llama_cpp.runtime is not None:
+            d["llama_cpp"]["runtime"] = self.llama_cpp.runtime.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> HardwareInfo:
         """Rebuild from :meth:`to_dict` output (or `quantdesk hardware --json` recorded elsewhere)."""
         ll = dict(d["llama_cpp"])
         ll["devices"] = [LlamaDevice(**x) for x in ll.get("devices", [])]
+        ll["runtime"] = RuntimeChoice.from_dict(ll["runtime"]) if ll.get("runtime") else None
         known = {f for f in LlamaCppInfo.__dataclass_fields__}
         return cls(
             cpu=CpuInfo(**d["cpu"]),

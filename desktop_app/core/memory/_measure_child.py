@@ -32,6 +32,9 @@ def main() -> int:
 
     import llama_cpp
 
+    from desktop_app.core.runtime.llama_setup import llama_threads, setup_llama
+
+    config = setup_llama()
     lines: list[str] = []
 
     @llama_cpp.llama_log_callback
@@ -53,6 +56,8 @@ def main() -> int:
     cp.n_batch = args.batch
     cp.n_ubatch = args.ubatch
     cp.n_seq_max = 1
+    threads = llama_threads(config)
+    cp.n_threads, cp.n_threads_batch = threads["n_threads"], threads["n_threads_batch"]
     cp.type_k = KV_TYPES[args.kv_type]
     cp.type_v = KV_TYPES[args.kv_type]
     cp.flash_attn_type = FLASH[args.flash_attn]

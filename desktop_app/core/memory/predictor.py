@@ -8,7 +8,8 @@ The rules follow the pinned llama.cpp (0.3.36's vendored copy), term by term:
   token-embedding matrix on the GPU once its output layer is there.
 * **CPU repack** — on CPUs with AVX2 (x86) or dot-product/i8mm (ARM), matrix weights of some types
   are copied once more into a ``CPU_REPACK`` buffer when their row count allows
-  (``ggml_repack_get_optimal_repack_type``).
+  (``ggml_repack_get_optimal_repack_type``), unless the runtime check chose to run llama.cpp without
+  weight repacking (``Machine.repack``): then there is no such copy.
 * **KV cache** — ``n_ctx`` padded to 256 cells; per layer ``n_head_kv × head_dim`` elements for K
   and for V in the cache type; sliding-window layers keep ``pad(min(n_ctx, n_swa + n_ubatch), 256)``
   cells only.
@@ -67,6 +68,7 @@ class Machine:
     vram_total_bytes: int = 0
     unified_memory: bool = False
     gpu_offload_supported: bool = False
+    repack: bool = True  # the runtime's weight repacking (off: no CPU_REPACK copy is allocated)
 
     @property
     def has_gpu(self) -> bool:
@@ -92,6 +94,7 @@ class Machine:
             vram_total_bytes=(gpu.vram_total_bytes or 0) if gpu else 0,
             unified_memory=bool(gpu and gpu.unified_memory),
             gpu_offload_supported=hw.llama_cpp.gpu_offload_supported,
+            repack=hw.llama_cpp.runtime.repack if hw.llama_cpp.runtime is not None else True,
         )
 
 
@@ -213,7 +216,7 @@ class Predictor:
     def __init__(self, shape: ModelShape, machine: Machine) -> None:
         self.shape = shape
         self.machine = machine
-        self._m = _Model(shape, repack_rules(list(machine.cpu_features)))
+        self._m = _Model(shape, repack_rules(list(machine.cpu_features)) if machine.repack else {})
 
     # -- one configuration ---------------------------------------------------------------------
     def _compute(self, n_kv: int, t: int, fa: bool, with_output: bool, with_layers: bool) -> int:
