@@ -250,7 +250,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(f"quantdesk chat: {verdict_sentence(p, gpu_name=machine.gpu_name)} (use --force to try anyway)",
               file=sys.stderr)  # fmt: skip
         return 2
-    sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
+    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                        repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
     history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
     try:
         with SyncEngine() as se:
@@ -541,7 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="ask this, print the answer and exit")
     p.add_argument("--system", default="", help="system prompt")
     p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=0.7)
+    # llama.cpp's own sampling defaults; --temperature 0 is greedy, as in llama.cpp
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8, as llama.cpp)")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0, help="1.0 is off (default, as llama.cpp)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--threads",

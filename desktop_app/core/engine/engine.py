@@ -42,19 +42,33 @@ class EngineEvent:
 
 @dataclass
 class Sampling:
-    temperature: float = 0.7
+    """Sampling settings; the defaults are llama.cpp's own (``common_params_sampling``).
+
+    Temperature 0 is greedy, as in llama.cpp: the most likely token every time, and with the
+    repeat penalty at llama.cpp's 1.0 (off) the answer is llama.cpp's greedy answer.
+    """
+
+    temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 40
     min_p: float = 0.05
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.0
     max_tokens: int = 1024
     seed: int | None = None
 
 
+LLAMA_CPP_DEFAULTS = "llama.cpp defaults"
 PRESETS = {
+    LLAMA_CPP_DEFAULTS: Sampling(),
     "Precise": Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0),
-    "Balanced": Sampling(),
+    "Balanced": Sampling(temperature=0.7, repeat_penalty=1.1),
     "Creative": Sampling(temperature=1.0, top_p=0.98, top_k=100, min_p=0.02, repeat_penalty=1.05),
+}
+PRESET_NOTES = {
+    LLAMA_CPP_DEFAULTS: "llama.cpp's own: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no repeat penalty",
+    "Precise": "Greedy (temperature 0): the same answer every time, llama.cpp's greedy answer",
+    "Balanced": "Temperature 0.7 with a mild repeat penalty (1.1) against loops in small models",
+    "Creative": "Temperature 1.0 and a wider choice of words (top-k 100, top-p 0.98)",
 }
 
 
