@@ -94,3 +94,83 @@ def test_unloadable_file_is_an_error_not_a_crash(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with SyncEngine() as se, pytest.raises(EngineError):
         se.load(str(bad), n_ctx=512)
+
+
+# -- the answer loop against llama-cpp-python's own create_chat_completion -----------------------
+MODES = {
+    "greedy": dict(temperature=0.0, max_tokens=48),
+    "sampled": dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, seed=7, max_tokens=48),
+    "repeat penalty": dict(temperature=0.7, repeat_penalty=1.1, seed=3, max_tokens=48),
+}
+PROMPTS = ["Name three colors.", "Écris une phrase en français avec des accents, puis trois émojis.", "Count to 30."]
+
+
+@pytest.fixture(scope="module")
+def plain(starter_path):
+    import llama_cpp
+
+    llm = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
+    yield llm
+    llm.close()
+
+
+def _reference(llm, messages, **sampling):
+    out = llm.create_chat_completion(messages=messages, **sampling)
+    return (
+        out["choices"][0]["message"]["content"],
+        out["usage"]["completion_tokens"],
+        out["choices"][0]["finish_reason"],
+    )
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_answers_equal_create_chat_completion_in_every_mode(engine, plain, mode):
+    for prompt in PROMPTS:
+        ask = [{"role": "user", "content": prompt}]
+        ref, ref_n, ref_finish = _reference(plain, ask, **MODES[mode])
+        text, done = _answer(engine, ask, Sampling(**{**Sampling().__dict__, **MODES[mode]}))
+        assert text == ref, (mode, prompt)
+        assert done["completion_tokens"] == ref_n and done["finish_reason"] == ref_finish
+
+
+def test_a_model_without_a_template_answers_as_chatml(starter_path, plain):
+    import llama_cpp
+
+    chatml = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True, chat_format="chatml")
+    try:
+        ref, _, _ = _reference(chatml, ASK, temperature=0.0, max_tokens=32)
+    finally:
+        chatml.close()
+    with SyncEngine() as se:
+        se.load(starter_path, n_ctx=1024, seed=1, has_template=False)
+        text, _ = _answer(se, ASK, Sampling(temperature=0.0, max_tokens=32))
+    assert text == ref
+
+
+def test_stop_strings_cut_the_answer_where_llama_cpp_python_does(plain):
+    from desktop_app.core.engine.generate import Progress, chat_request, stream_answer
+
+    ask = [{"role": "user", "content": "Count to 30."}]
+    full, _, _ = _reference(plain, ask, temperature=0.0, max_tokens=60)
+    stop = full[len(full) // 2 : len(full) // 2 + 3]  # a stop string in the middle of the answer
+    ref, ref_n, _ = _reference(plain, ask, temperature=0.0, max_tokens=60, stop=[stop])
+    progress = Progress()
+    pieces = list(stream_answer(plain, chat_request(plain, ask, temperature=0.0, max_tokens=60, stop=[stop]), progress))
+    assert "".join(pieces) == ref and stop not in "".join(pieces) and len(ref) < len(full)
+    assert progress.completion_tokens == ref_n and progress.reason == "stop"
+
+
+def test_each_token_is_detokenized_once_however_long_the_answer(plain, monkeypatch):
+    """llama-cpp-python re-detokenizes the whole answer for each token: quadratic, minutes for 10,000."""
+    from desktop_app.core.engine.generate import Progress, chat_request, stream_answer
+
+    lengths = []
+    real = plain.detokenize
+    monkeypatch.setattr(
+        plain, "detokenize", lambda tokens, *a, **k: lengths.append(len(tokens)) or real(tokens, *a, **k)
+    )
+    progress = Progress()
+    ask = [{"role": "user", "content": "Write a long story about a dragon."}]
+    text = "".join(stream_answer(plain, chat_request(plain, ask, temperature=0.0, max_tokens=200), progress))
+    assert text and progress.completion_tokens > 50
+    assert set(lengths) == {1} and len(lengths) == progress.completion_tokens

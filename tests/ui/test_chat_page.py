@@ -42,7 +42,8 @@ def test_first_message_loads_the_model_and_streams_an_answer(make_window, qtbot)
     [user, answer] = page.conv.messages
     assert user.content == "Name three colors." and answer.content == "".join(tokens) and len(tokens) > 1
     st = answer.stat
-    assert st["completion_tokens"] == len(tokens) and st["ttft_s"] > 0 and st["tokens_per_s"] > 0
+    # tokens streamed close together travel in one message: at least as many tokens as messages
+    assert st["completion_tokens"] >= len(tokens) and st["ttft_s"] > 0 and st["tokens_per_s"] > 0
     html = page.transcript.toHtml()
     assert "tokens/s" in html and "first token after" in html
     assert page.gauge.format().startswith(f"Context: {page.tokens_used:,} of 4,096")

@@ -132,7 +132,7 @@ def answer_prompts(
                 pieces, stats = [], {}
                 for ev in se.stream([{"role": "user", "content": prompt}], Sampling(**GREEDY, max_tokens=max_tokens)):
                     if ev.kind == "token":
-                        pieces.append(ev.data["text"])
+                        pieces.extend(ev.data.get("pieces") or [ev.data["text"]])
                     else:
                         stats = ev.data
                 answers.append(Answer("".join(pieces), pieces, stats.get("tokens_per_s")))

@@ -19,6 +19,9 @@ import threading
 import time
 from typing import Any
 
+# Tokens streamed within this long of the last message go out together: on a small machine every
+# message wakes the app's process, which then competes with llama.cpp's threads for the cores.
+TOKEN_FLUSH_S = 0.015
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
 KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
@@ -137,6 +140,8 @@ def _load(state: dict, p: dict, send) -> None:
 
 
 def _chat(state: dict, p: dict, send, stop: threading.Event) -> None:
+    from desktop_app.core.engine.generate import Progress, chat_request, stream_answer
+
     llm = state["llm"]
     rid = p["id"]
     if llm is None:
@@ -144,42 +149,66 @@ def _chat(state: dict, p: dict, send, stop: threading.Event) -> None:
         return
     sampling = {k: p[k] for k in SAMPLING_KEYS if p.get(k) is not None}
     t0 = time.perf_counter()
+    request = chat_request(llm, p["messages"], **sampling)
+    progress = Progress()
+    if request is not None:
+        pieces = stream_answer(llm, request, progress)
+    else:
+        pieces = _completion_pieces(llm, p["messages"], sampling, progress)
     first = None
-    n = 0
     stopped = False
-    finish = "stop"
-    stream = llm.create_chat_completion(messages=p["messages"], stream=True, **sampling)
+    pending: list[str] = []
+    last_sent = 0.0
     try:
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            text = choice["delta"].get("content")
-            if text:
-                if first is None:
-                    first = time.perf_counter()
-                n += 1
-                send("token", {"id": rid, "text": text})
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
+        for piece in pieces:
+            now = time.perf_counter()
+            if first is None:
+                first = now
+            pending.append(piece)
+            if now - last_sent >= TOKEN_FLUSH_S:  # the first piece at once, then a few per message
+                send("token", {"id": rid, "text": "".join(pending), "pieces": pending})
+                pending = []
+                last_sent = now
             if stop.is_set():
                 stopped = True
                 break
     finally:
-        stream.close()
+        pieces.close()
+        if pending:
+            send("token", {"id": rid, "text": "".join(pending), "pieces": pending})
     end = time.perf_counter()
+    n = progress.completion_tokens
     gen_s = end - (first or end)
     send(
         "done",
         {
             "id": rid,
-            "prompt_tokens": max(llm.n_tokens - n, 0),
+            "prompt_tokens": progress.prompt_tokens,
             "completion_tokens": n,
             "ttft_s": (first or end) - t0,
             "tokens_per_s": (n - 1) / gen_s if n > 1 and gen_s > 0 else 0.0,
             "total_s": end - t0,
             "stopped": stopped,
-            "finish_reason": "stopped" if stopped else finish,
+            "finish_reason": "stopped" if stopped else progress.reason,
         },
     )
+
+
+def _completion_pieces(llm, messages, sampling, progress):
+    """The answer through create_chat_completion, for chat handlers that are not plain formatters."""
+    stream = llm.create_chat_completion(messages=messages, stream=True, **sampling)
+    try:
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice["delta"].get("content")
+            if text:
+                progress.completion_tokens += 1
+                progress.prompt_tokens = max(llm.n_tokens - progress.completion_tokens, 0)
+                yield text
+            if choice.get("finish_reason"):
+                progress.reason = choice["finish_reason"]
+    finally:
+        stream.close()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ class EngineError(QuantDeskError):
 
 @dataclass
 class EngineEvent:
+    """What the engine child said. A ``token`` event carries ``text`` and, as a list, the ``pieces``
+    it is made of (one per token, or per character that took several tokens): pieces streamed close
+    together travel in one event."""
+
     kind: str  # ready | loaded | unloaded | token | done | error | tokens | died
     data: dict[str, Any] = field(default_factory=dict)
 

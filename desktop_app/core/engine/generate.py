@@ -1,0 +1,150 @@
+"""The engine's answer loop (runs in the engine's child process): llama-cpp-python's chat formatting,
+our own token loop.
+
+``Llama.create_chat_completion`` re-detokenizes the whole answer for every new token (twice when
+streaming): at token 1,000 of an answer that costs ~7 ms per token, at 5,000 ~35 ms, so a long
+answer slows to a crawl and a 10,000-token one spends minutes on it. Here the model's chat handler
+still builds the prompt exactly as ``create_chat_completion`` does (the GGUF's template or a named
+format, its stop strings and stop tokens), by talking to a stand-in whose ``create_completion``
+only records what it was asked; the answer then comes from ``Llama.generate`` (the same sampler
+chain, seed and KV-prefix reuse) with each token's piece decoded once and stop strings matched on a
+bounded tail. The text is the same, token for token (tests hold it against create_chat_completion).
+"""
+
+from __future__ import annotations
+
+import codecs
+import inspect
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass
+class Progress:
+    """Kept up to date while an answer streams, so a stopped answer still has its counts."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reason: str = "stop"  # stop | length
+
+
+class _Recorder:
+    """What the chat handler sees as ``llama``: everything is the model's, but a completion is only noted."""
+
+    def __init__(self, llm) -> None:
+        self._llm = llm
+        self.request: dict | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._llm, name)
+
+    def create_completion(self, **kwargs):
+        self.request = kwargs
+        return iter(())
+
+
+def chat_request(llm, messages: list[dict], **sampling) -> dict | None:
+    """What ``create_chat_completion(messages, stream=True, **sampling)`` would ask of the model:
+    the prompt's tokens, stop strings, stopping criteria and sampling. None when the model's chat
+    handler is not a plain formatter (then the caller uses create_chat_completion itself)."""
+    from llama_cpp import llama_chat_format
+
+    handler = (
+        llm.chat_handler
+        or llm._chat_handlers.get(llm.chat_format)
+        or llama_chat_format.get_chat_completion_handler(llm.chat_format)
+    )
+    recorder = _Recorder(llm)
+    handler(llama=recorder, messages=messages, stream=True, **{**_chat_defaults(type(llm)), **sampling})
+    request = recorder.request
+    return request if request is not None and isinstance(request.get("prompt"), list) else None
+
+
+_PASSED = ("temperature", "top_p", "top_k", "min_p", "typical_p", "stop", "seed", "max_tokens", "presence_penalty",
+           "frequency_penalty", "repeat_penalty", "tfs_z", "mirostat_mode", "mirostat_tau", "mirostat_eta")  # fmt: skip
+
+
+# Llama.generate's argument -> (the key create_completion was called with, the default when absent)
+_GENERATE = {
+    "top_k": ("top_k", 40), "top_p": ("top_p", 0.95), "min_p": ("min_p", 0.05), "typical_p": ("typical_p", 1.0),
+    "temp": ("temperature", 0.8), "tfs_z": ("tfs_z", 1.0), "mirostat_mode": ("mirostat_mode", 0),
+    "mirostat_tau": ("mirostat_tau", 5.0), "mirostat_eta": ("mirostat_eta", 0.1),
+    "frequency_penalty": ("frequency_penalty", 0.0), "presence_penalty": ("presence_penalty", 0.0),
+    "repeat_penalty": ("repeat_penalty", 1.0), "stopping_criteria": ("stopping_criteria", None),
+    "logits_processor": ("logits_processor", None), "grammar": ("grammar", None),
+}  # fmt: skip
+
+
+def _chat_defaults(cls) -> dict:
+    """create_chat_completion's own defaults, which it always passes on (the handler's differ: its
+    repeat_penalty is 1.1)."""
+    params = inspect.signature(cls.create_chat_completion).parameters
+    return {k: params[k].default for k in _PASSED if k in params and params[k].default is not inspect.Parameter.empty}
+
+
+def stream_answer(llm, request: dict, progress: Progress) -> Iterator[str]:
+    """Text pieces of the answer as they are decided; counts and the finish reason go to ``progress``.
+
+    Raises:
+        ValueError: the prompt does not fit in the context (llama-cpp-python's own message).
+    """
+    import llama_cpp
+
+    prompt: list[int] = list(request["prompt"])
+    n_ctx = llm.n_ctx()
+    if len(prompt) >= n_ctx:
+        raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {n_ctx}")
+    max_tokens = request.get("max_tokens")
+    if max_tokens is None or max_tokens <= 0:
+        max_tokens = n_ctx - len(prompt)
+    max_tokens = min(max_tokens, n_ctx - len(prompt))
+    progress.prompt_tokens = len(prompt)
+    stop = request.get("stop") or []
+    stops = [s.encode("utf-8") for s in ([stop] if isinstance(stop, str) else stop) if s]
+    longest_stop = max((len(s) for s in stops), default=0)
+    seed = request.get("seed")
+    llm.set_seed(seed if seed is not None else random.Random(llm._seed).randint(0, 2**32))
+    vocab = llm._model.vocab
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+    answer = bytearray()
+    emitted = 0  # bytes of ``answer`` already given out
+    progress.reason = "stop"  # generate() ends by itself only when a stopping criterion (a stop token) fires
+    tokens = llm.generate(prompt, **{arg: request.get(key, default) for arg, (key, default) in _GENERATE.items()})
+    try:
+        for token in tokens:
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            progress.completion_tokens += 1
+            answer += llm.detokenize([token])
+            if stops:
+                start = max(0, emitted - longest_stop)
+                hits = [i for i in (answer.find(s, start) for s in stops) if i >= 0]
+                if hits:
+                    text = decoder.decode(bytes(answer[emitted : min(hits)]), final=True)
+                    if text:
+                        yield text
+                    return
+            end = len(answer) - _held_back(answer, stops, longest_stop)
+            if end > emitted:
+                text = decoder.decode(bytes(answer[emitted:end]))
+                emitted = end
+                if text:
+                    yield text
+            if progress.completion_tokens >= max_tokens:
+                progress.reason = "length"
+                break
+    finally:
+        tokens.close()
+    text = decoder.decode(bytes(answer[emitted:]), final=True)
+    if text:
+        yield text
+
+
+def _held_back(answer: bytearray, stops: list[bytes], longest: int) -> int:
+    """How many bytes at the end of the answer could be the start of a stop string (not given out yet)."""
+    for k in range(min(longest, len(answer)), 0, -1):
+        tail = bytes(answer[-k:])
+        if any(s.startswith(tail) for s in stops):
+            return k
+    return 0
