@@ -19,7 +19,6 @@ from desktop_app.ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
 SCREENSHOT_SIZE = (1280, 800)
-SCREENSHOT_TIMEOUT_MS = 60_000
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
@@ -35,33 +34,59 @@ def make_app(argv: list[str] | None = None) -> QApplication:
 
 
 class ScreenshotRunner(QObject):
-    """Waits for the hardware and the library, then grabs each page to DIR/<page>.png and quits."""
+    """Renders every page to DIR/<page>.png with real content, then quits.
+
+    It waits for what each page needs, one step at a time: the start (hardware, with the llama.cpp
+    runtime check the first time, and the library), an answer on the Chat page, a short comparison
+    on the Compare page. An error reported while it waits (a child that died, a model that failed
+    to load) ends that wait at once: the page is grabbed as it shows the error, the reason is kept
+    for the exit message, and the next page follows. A step that takes too long is named as such.
+    """
+
+    STEP_TIMEOUT_MS = {"start": 120_000, "chat": 90_000, "compare": 180_000}
+    STEP_WHAT = {
+        "start": "the hardware check (with llama.cpp's runtime check) and the library scan",
+        "chat": "an answer from the starter model on the Chat page",
+        "compare": "a short comparison on the Compare page",
+    }
 
     def __init__(self, window: MainWindow, out_dir: Path) -> None:
         super().__init__(window)
         self.window = window
         self.out_dir = out_dir
         self.written: list[Path] = []
-        self.failed = ""
+        self.problems: list[str] = []
         self._hw = window.ctx.hardware is not None
         self._lib = False
-        self._chatted = False
-        self._compared = False
+        self.step = "start"
+        self._index = -1
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._timeout)
+        self._timer.start(self.STEP_TIMEOUT_MS["start"])
         window.ctx.hardware_changed.connect(self._hardware_ready)
-        window.ctx.hardware_failed.connect(self._hardware_ready)
+        window.ctx.hardware_failed.connect(self._hardware_failed)
         window.ctx.scan_finished.connect(self._library_ready)
-        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, self._timeout)
+        window.ctx.message.connect(self._message)
+
+    @property
+    def failed(self) -> str:
+        return "; ".join(self.problems)
 
     def _hardware_ready(self, *_args) -> None:
         self._hw = True
         self._maybe_go()
+
+    def _hardware_failed(self, text: str) -> None:
+        self.problems.append(f"hardware: {text}")
+        self._hardware_ready()
 
     def _library_ready(self, *_args) -> None:
         self._lib = True
         self._maybe_go()
 
     def _maybe_go(self) -> None:
-        if not (self._hw and self._lib) or self.written:
+        if self.step != "start" or not (self._hw and self._lib):
             return
         ctx = self.window.ctx
         starter = next((e for e in ctx.entries if e.source == "starter" and e.info), None)
@@ -71,46 +96,80 @@ class ScreenshotRunner(QObject):
             self.window.models_page.select_entry(first.id)
         self._shoot(0)
 
+    def _message(self, message) -> None:
+        """An error while a page's content is being made ends the wait for it, with this reason."""
+        if getattr(message, "level", "") != "error" or self.step not in ("chat", "compare"):
+            return
+        self.problems.append(f"{PAGE_KEYS[self._index]}: {message.text}")
+        self._settled(self.step)
+
+    def _wait(self, step: str) -> None:
+        self.step = step
+        self._timer.start(self.STEP_TIMEOUT_MS[step])
+
+    def _settled(self, step: str) -> None:
+        """The content of the current page is there (or failed): grab it after layouts settle."""
+        if self.step != step:
+            return  # already settled (an error came first, then the page's own end signal)
+        self.step = "grab"
+        self._timer.stop()
+        index = self._index
+        QTimer.singleShot(150, lambda: self._grab(index))
+
     def _shoot(self, index: int) -> None:
+        self._index = index
         if index >= len(PAGE_KEYS):
+            self.step = "done"
+            self._timer.stop()
             QApplication.instance().quit()
             return
         self.window.show_page(index)
-        if PAGE_KEYS[index] == "chat" and not self._chatted:
-            self._chatted = False
+        if PAGE_KEYS[index] == "chat":
             chat = self.window.chat_page
             if chat.model_combo.count():
-                chat.answer_finished.connect(lambda: QTimer.singleShot(150, lambda: self._grab(index)))
+                self._wait("chat")
+                chat.answer_finished.connect(lambda: self._settled("chat"))
+                chat.confirm_large_loads = False  # no modal question in an unattended run
                 chat.new_conversation()
                 chat.preset.setCurrentText("Precise")
                 chat.max_tokens.setValue(120)
                 chat.input.setPlainText("Write a Python function that adds two numbers, with a short explanation.")
                 chat.send()
                 return
-        if PAGE_KEYS[index] == "compare" and not self._compared:
-            self._compared = False
+        if PAGE_KEYS[index] == "compare":
             page = self.window.compare_page
             if page.reference.count():
-                page.finished.connect(lambda _c: QTimer.singleShot(150, lambda: self._grab(index)))
+                self._wait("compare")
+                page.finished.connect(self._compared)
                 page.set_selection(page.reference.itemData(0), [page.reference.itemData(0)])
                 page.n_ctx.setValue(128)
                 page.chunks.setValue(4)
                 page.start()
                 return
-        # let layouts settle for one event-loop turn before grabbing
-        QTimer.singleShot(150, lambda: self._grab(index))
+        self.step = "page"
+        self._settled("page")
+
+    def _compared(self, comparison) -> None:
+        for r in [comparison.reference, *comparison.candidates]:
+            if r.error:
+                self.problems.append(f"compare: {Path(r.path).name}: {r.error}")
+        self._settled("compare")
 
     def _grab(self, index: int) -> None:
         path = self.out_dir / f"{PAGE_KEYS[index]}.png"
         if not self.window.grab().save(str(path)):
-            self.failed = f"could not write {path}"
+            self.problems.append(f"could not write {path}")
         self.written.append(path)
         self._shoot(index + 1)
 
     def _timeout(self) -> None:
-        if len(self.written) < len(PAGE_KEYS):
-            self.failed = "timed out waiting for the hardware probe and the library scan"
+        what = self.STEP_WHAT.get(self.step, self.step)
+        secs = self.STEP_TIMEOUT_MS.get(self.step, 0) // 1000
+        self.problems.append(f"timed out after {secs} s waiting for {what}")
+        if self.step == "start":
             QApplication.instance().quit()
+            return
+        self._settled(self.step)
 
 
 def _report_startup_and_quit(window: MainWindow) -> None:

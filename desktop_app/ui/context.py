@@ -17,6 +17,7 @@ from superqt.utils import create_worker
 from desktop_app.core.hardware import HardwareInfo, detect_hardware
 from desktop_app.core.library import LibraryCache, LibraryEntry, ScanProgress, ScanResult, iter_scan
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.runtime import set_threads_override
 from desktop_app.core.settings import Settings, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class AppContext(QObject):
         self.paths: AppPaths = app_paths().ensure()
         self.store = SettingsStore(self.paths.settings_file)
         self.settings: Settings = self.store.load()
+        set_threads_override(self.settings.threads)
         self.hardware: HardwareInfo | None = None
         self.entries: list[LibraryEntry] = []
         self.last_scan: ScanResult | None = None
@@ -66,6 +68,7 @@ class AppContext(QObject):
         self._scan_worker = None
         self._rescan_pending = False
         self._hw_worker = None
+        self._redetect: bool | None = None  # a look asked for during one: with the runtime re-checked?
         # One thread for small disk and keyring jobs, so they run in order and never on the GUI thread.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantdesk-io")
         self._io_done.connect(self._deliver_io)
@@ -104,6 +107,7 @@ class AppContext(QObject):
 
     # -- settings ------------------------------------------------------------------------------
     def save_settings(self, *, rescan: bool = False) -> None:
+        set_threads_override(self.settings.threads)
         snapshot = copy.deepcopy(self.settings)
         self.run_io(self.store.save, snapshot)
         self.settings_changed.emit()
@@ -111,15 +115,23 @@ class AppContext(QObject):
             self.rescan()
 
     # -- hardware ------------------------------------------------------------------------------
-    def detect_hardware(self) -> None:
-        if self._hw_worker is not None:
+    def detect_hardware(self, *, recheck_runtime: bool = False) -> None:
+        """Look at the hardware in a worker; ``recheck_runtime`` also runs the llama.cpp runtime check
+        again (the first look at a new build or CPU runs it anyway)."""
+        if self._hw_worker is not None:  # one look at a time; a request during it runs when it ends
+            self._redetect = bool(self._redetect) or recheck_runtime
             return
-        worker = create_worker(detect_hardware, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(detect_hardware, recheck_runtime=recheck_runtime, _start_thread=False,
+                               _ignore_errors=True)  # fmt: skip
         worker.returned.connect(self._hardware_ready)
         worker.errored.connect(lambda exc: self.hardware_failed.emit(f"Hardware detection failed: {exc}"))
         worker.finished.connect(self._hardware_worker_done)
         self._hw_worker = worker
         worker.start()
+
+    def hardware_pending(self) -> bool:
+        """A hardware look (and with it, maybe the llama.cpp runtime check) is running."""
+        return self._hw_worker is not None
 
     def _hardware_ready(self, info: HardwareInfo) -> None:
         self.hardware = info
@@ -127,6 +139,9 @@ class AppContext(QObject):
 
     def _hardware_worker_done(self) -> None:
         self._hw_worker = None
+        if self._redetect is not None:
+            recheck, self._redetect = self._redetect, None
+            self.detect_hardware(recheck_runtime=recheck)
 
     # -- library -------------------------------------------------------------------------------
     def rescan(self) -> None:
@@ -184,6 +199,7 @@ class AppContext(QObject):
         return []
 
     def shutdown(self) -> None:
+        self._redetect = None
         for worker in (self._scan_worker, self._hw_worker):
             if worker is not None:
                 try:

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.chat.export import dumps_json, from_json, to_markdown
 from desktop_app.core.chat.store import ChatStore, Conversation, Message, new_conversation_id
-from desktop_app.core.engine import PRESETS, EngineError, Sampling
+from desktop_app.core.engine import LLAMA_CPP_DEFAULTS, PRESET_NOTES, PRESETS, EngineError, Sampling
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
 from desktop_app.core.memory.explain import verdict_sentence
 from desktop_app.core.memory.history import MeasurementRecord, MeasurementStore, model_fingerprint
@@ -110,6 +110,8 @@ class ChatPage(QWidget):
         self._last_save = 0.0
         self._editing: int | None = None
         self._prediction = None
+        self._load_after_hardware: bool | None = None  # a load asked for while the hardware check runs
+        self.confirm_large_loads = True  # ask before loading a model predicted not to fit
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 12)
@@ -193,9 +195,14 @@ class ChatPage(QWidget):
         right = QWidget()
         rl = QFormLayout(right)
         self.preset = QComboBox()
-        self.preset.addItems(list(PRESETS))
-        self.preset.setCurrentText("Balanced")
+        for name in PRESETS:
+            self.preset.addItem(name)
+            self.preset.setItemData(self.preset.count() - 1, PRESET_NOTES[name], Qt.ItemDataRole.ToolTipRole)
+        self.preset.setCurrentText(LLAMA_CPP_DEFAULTS)
         rl.addRow("Preset", self.preset)
+        self.preset_note = muted(PRESET_NOTES[LLAMA_CPP_DEFAULTS])
+        self.preset_note.setWordWrap(True)
+        rl.addRow(self.preset_note)
         self.temperature = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=2.0, singleStep=0.05)
         self.top_p = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.01)
         self.top_k = QSpinBox(minimum=0, maximum=1000)
@@ -209,7 +216,6 @@ class ChatPage(QWidget):
                          ("Min-p", self.min_p), ("Repeat penalty", self.repeat_penalty),
                          ("Max tokens", self.max_tokens), ("Seed", self.seed)):  # fmt: skip
             rl.addRow(label, w)
-        rl.addRow(muted("Temperature 0 gives the same answer every time (greedy)."))
         load_title = QLabel("Model settings (apply on load)")
         load_title.setObjectName("cardTitle")
         rl.addRow(load_title)
@@ -220,8 +226,6 @@ class ChatPage(QWidget):
         self.gpu_layers_spin.setSpecialValueText("auto")
         self.gpu_layers_spin.setValue(-1)
         self.gpu_layers_spin.setToolTip("auto: as many layers on the GPU as the memory prediction says fit")
-        self.threads_spin = QSpinBox(minimum=0, maximum=256)
-        self.threads_spin.setSpecialValueText("auto")
         self.kv_type_combo = QComboBox()
         self.kv_type_combo.addItems(["f16", "q8_0", "q4_0"])
         self.flash_combo = QComboBox()
@@ -229,13 +233,13 @@ class ChatPage(QWidget):
         self.mmap_box = QCheckBox("Memory-map the file (mmap)")
         self.mmap_box.setChecked(True)
         for label, w in (("Context", self.ctx_spin), ("GPU layers", self.gpu_layers_spin),
-                         ("Threads", self.threads_spin), ("KV cache", self.kv_type_combo),
+                         ("KV cache", self.kv_type_combo),
                          ("Flash attention", self.flash_combo)):  # fmt: skip
             rl.addRow(label, w)
         rl.addRow(self.mmap_box)
         split.addWidget(right)
         split.setSizes([230, 760, 230])
-        self._apply_preset("Balanced")
+        self._apply_preset(LLAMA_CPP_DEFAULTS)
 
         # wiring
         self._render_timer = QTimer(self)
@@ -269,6 +273,8 @@ class ChatPage(QWidget):
         self.engine.failed.connect(self._failed)
         self.engine.died.connect(self._died)
         ctx.library_changed.connect(self._fill_models)
+        ctx.hardware_changed.connect(self._hardware_known)
+        ctx.hardware_failed.connect(self._hardware_known)
         self._fill_models()
         self.refresh_list()
         self._update_buttons()
@@ -294,6 +300,11 @@ class ChatPage(QWidget):
             return False
         if self.engine.busy_request is not None:
             self.stop()  # switching models mid-answer: keep what was written, then switch
+        if self.ctx.hardware is None and self.ctx.hardware_pending():
+            # the first start on a new build or CPU checks how llama.cpp runs here: load after it
+            self.engine_status.setText("Checking how llama.cpp runs on this computer before loading…")
+            self._load_after_hardware = confirm
+            return True
         n_ctx = min(self.ctx_spin.value(), entry.info.context_length or self.ctx_spin.value())
         run = RunSettings(
             n_ctx=n_ctx,
@@ -318,19 +329,31 @@ class ChatPage(QWidget):
         self.ctx.run_io(predict, on_done=lambda r: self._load_checked(entry, run, r, confirm))
         return True
 
+    def _abandon_pending(self) -> None:
+        """A load that was to be followed by an answer will not happen: the answer ends here."""
+        if self._pending_send is not None:
+            self._pending_send = None
+            self._answer_index = None
+            self.answer_finished.emit()
+
+    def _hardware_known(self, *_args) -> None:
+        if self._load_after_hardware is not None:
+            confirm, self._load_after_hardware = self._load_after_hardware, None
+            self.load_selected(confirm=confirm)
+
     def _load_checked(self, entry, run: RunSettings, result, confirm: bool) -> None:
         self.load_button.setEnabled(True)
         if isinstance(result, Exception):  # an unreadable file: llama.cpp would say the same
             self.engine_status.setText("The model could not be loaded.")
             self.ctx.notify(f"{entry.file_name}: {result}", "error")
-            self._pending_send = None
+            self._abandon_pending()
             return
         prediction, self._loading_fingerprint = result
         self._prediction = prediction
         gpu_layers = prediction.n_gpu_layers if prediction is not None else 0
         if prediction is None and run.n_gpu_layers != "auto":
             gpu_layers = int(run.n_gpu_layers)
-        if prediction is not None and prediction.verdict == "too_large" and confirm:
+        if prediction is not None and prediction.verdict == "too_large" and confirm and self.confirm_large_loads:
             gpu = self.ctx.hardware.gpus[0].name if self.ctx.hardware and self.ctx.hardware.gpus else None
             answer = QMessageBox.warning(
                 self, "This model may not fit",
@@ -339,7 +362,7 @@ class ChatPage(QWidget):
             )  # fmt: skip
             if answer != QMessageBox.StandardButton.Yes:
                 self.engine_status.setText("Not loaded.")
-                self._pending_send = None
+                self._abandon_pending()
                 return
         has_template = bool(entry.info.chat_template)
         self.engine_status.setText(f"Loading {entry.info.name}…")
@@ -349,12 +372,12 @@ class ChatPage(QWidget):
         try:
             self.engine.load(
                 entry.id, n_ctx=run.n_ctx, n_gpu_layers=gpu_layers, kv_type=run.kv_type, flash_attn=run.flash_attn,
-                n_threads=self.threads_spin.value() or None, mmap=run.mmap, has_template=has_template,
+                mmap=run.mmap, has_template=has_template,
                 seed=None if self.seed.value() < 0 else self.seed.value(),
             )  # fmt: skip
         except EngineError as exc:
             self.ctx.notify(str(exc), "error")
-            self._pending_send = None
+            self._abandon_pending()
             return
         self.template_label.setText(
             "Chat template: the model's own (from its GGUF)" if has_template
@@ -370,6 +393,7 @@ class ChatPage(QWidget):
         self.engine_status.setText(
             f"{name} loaded in {info['load_s']:.1f} s — {self.n_ctx:,} context"
             + (f", {self._prediction.n_gpu_layers} GPU layers" if self._prediction else "")
+            + (f", {info['n_threads']} threads" if info.get("n_threads") else "")
         )
         self._update_gauge()
         self._update_buttons()
@@ -560,6 +584,7 @@ class ChatPage(QWidget):
         s = PRESETS.get(name)
         if s is None:
             return
+        self.preset_note.setText(PRESET_NOTES[name])
         self.temperature.setValue(s.temperature)
         self.top_p.setValue(s.top_p)
         self.top_k.setValue(s.top_k)
@@ -614,8 +639,7 @@ class ChatPage(QWidget):
         if not self.engine.model_loaded:
             self._pending_send = messages
             if not self.load_selected():
-                self._pending_send = None
-                self._answer_index = None
+                self._abandon_pending()
             return
         self._begin(messages)
 
@@ -670,6 +694,7 @@ class ChatPage(QWidget):
         if rid is None:  # a load (or other request without an id) failed
             self.load_button.setEnabled(True)
             self.engine_status.setText("The model could not be loaded.")
+            self._pending_send = None  # the question stays in the conversation: Regenerate answers it
         if "exceed context window" in message:
             message = (f"The conversation no longer fits in the {self.n_ctx:,}-token context. Start a new "
                        "conversation (or reload the model with a longer context).")  # fmt: skip
@@ -681,6 +706,7 @@ class ChatPage(QWidget):
 
     def _died(self, message: str) -> None:
         self.loaded_entry = None
+        self._pending_send = None
         self._request = None
         self._answer_index = None
         self.load_button.setEnabled(True)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.hardware import HardwareInfo
+from desktop_app.core.runtime import RuntimeChoice
 from desktop_app.core.units import format_memory
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.widgets import Card, CommandBox, KeyValueGrid, PageHeader, muted, scrolling_body
@@ -98,9 +99,9 @@ class HardwarePage(QWidget):
             self.show_hardware(ctx.hardware)
 
     def refresh(self) -> None:
-        self.status.setText("Looking at your hardware…")
+        self.status.setText("Looking at your hardware and checking how llama.cpp runs on it…")
         self.status.show()
-        self.ctx.detect_hardware()
+        self.ctx.detect_hardware(recheck_runtime=True)
 
     def _failed(self, text: str) -> None:
         self.status.setText(text)
@@ -164,7 +165,8 @@ class HardwarePage(QWidget):
         for d in ll.devices:
             mem = f" — {format_memory(d.memory_total_bytes)}" if d.memory_total_bytes and d.type != "cpu" else ""
             rows.append((f"Device {d.name}", f"{d.description} ({d.type.upper()}){mem}"))
-        if ll.error:
+        rows += runtime_rows(ll.runtime)
+        if ll.error and not (ll.runtime is not None and ll.error == ll.runtime.reason):
             rows.append(("Problem", ll.error))
         self.llama_grid.set_rows(rows)
         if ll.gpu_offload_supported:
@@ -193,3 +195,21 @@ class HardwarePage(QWidget):
         self.command.set_command(self.backend_combo.currentData() or "")
         self.command_hint.setText(ll.gpu_build_hint)
         self.command_hint.setVisible(bool(ll.gpu_build_hint))
+
+
+def runtime_rows(rt: RuntimeChoice | None) -> list[tuple[str, str]]:
+    """The runtime check's outcome as rows: configuration, why, threads, measured speed."""
+    if rt is None:
+        return []
+    when = "remembered from the first check of this build on this CPU" if rt.remembered else (
+        f"checked now in {rt.check_s:.1f} s")  # fmt: skip
+    rows = [("Runs as", rt.label + ("" if rt.works else " (no configuration worked)")), ("Why", rt.reason)]
+    threads = f"{rt.threads} ({rt.threads_basis})"
+    if rt.threads_basis == "set in Settings":
+        threads += f"; llama.cpp's default here is {rt.default_threads}"
+    rows.append(("Threads", threads))
+    if rt.checked_tokens_per_s:
+        rows.append(("Checked speed", f"{rt.checked_tokens_per_s:.1f} tokens/s generating, "
+                     f"{rt.checked_prompt_tokens_per_s or 0:.0f} tokens/s reading a prompt, on {rt.check_model} "
+                     f"({when})"))  # fmt: skip
+    return rows

@@ -1,4 +1,4 @@
-"""Settings: model folders, data location, Hugging Face token (OS keyring), theme."""
+"""Settings: model folders, Hugging Face token (OS keyring), data location, threads, theme."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core import secrets
 from desktop_app.core.library import hf_hub_cache_dir
 from desktop_app.core.paths import DATA_DIR_ENV
+from desktop_app.core.runtime import default_threads
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager
 from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted, scrolling_body
@@ -35,7 +37,8 @@ class SettingsPage(QWidget):
         self.ctx = ctx
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 20)
-        outer.addWidget(PageHeader("Settings", "Where QuantDesk looks for models, keeps its data and your token."))
+        subtitle = "Where QuantDesk looks for models, keeps its data and your token, and how it runs models."
+        outer.addWidget(PageHeader("Settings", subtitle))
         layout = QVBoxLayout(scrolling_body(outer))
         layout.setContentsMargins(0, 0, 8, 0)
         layout.setSpacing(14)
@@ -109,6 +112,22 @@ class SettingsPage(QWidget):
         data.body.addLayout(drow)
         layout.addWidget(data)
 
+        # Running models
+        run = Card("Running models")
+        rrow = QHBoxLayout()
+        rrow.addWidget(QLabel("Threads for llama.cpp"))
+        self.threads_spin = QSpinBox(minimum=0, maximum=4096)
+        auto, basis = default_threads()
+        self.threads_spin.setSpecialValueText(f"auto ({auto})")
+        self.threads_spin.setToolTip("How many CPU threads llama.cpp uses to read prompts and to generate")
+        rrow.addWidget(self.threads_spin)
+        rrow.addStretch(1)
+        run.body.addLayout(rrow)
+        run.add(muted(f"auto is llama.cpp's own default here: {auto}, one per {basis.removesuffix('s')}. "
+                      "More threads than cores usually makes generation slower. Applies to the next model "
+                      "loaded, comparisons and quantization."))  # fmt: skip
+        layout.addWidget(run)
+
         # Appearance
         look = Card("Appearance")
         lrow = QHBoxLayout()
@@ -133,6 +152,7 @@ class SettingsPage(QWidget):
         self.open_data_button.clicked.connect(lambda: reveal_in_file_manager(str(p.data_dir)))
         self.open_logs_button.clicked.connect(lambda: reveal_in_file_manager(str(p.log_dir)))
         self.theme_combo.currentIndexChanged.connect(self._theme_picked)
+        self.threads_spin.valueChanged.connect(self._threads_picked)
         ctx.settings_changed.connect(self.load)
         self.load()
         self.refresh_token_status()
@@ -152,6 +172,9 @@ class SettingsPage(QWidget):
         self.theme_combo.blockSignals(True)
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.theme)))
         self.theme_combo.blockSignals(False)
+        self.threads_spin.blockSignals(True)
+        self.threads_spin.setValue(s.threads)
+        self.threads_spin.blockSignals(False)
 
     # -- folders -------------------------------------------------------------------------------
     def _ask_folder(self) -> None:
@@ -177,6 +200,10 @@ class SettingsPage(QWidget):
     def _toggle_starter(self, on: bool) -> None:
         self.ctx.settings.include_starter = on
         self.ctx.save_settings(rescan=True)
+
+    def _threads_picked(self, value: int) -> None:
+        self.ctx.settings.threads = value
+        self.ctx.save_settings()
 
     def _theme_picked(self, _index: int) -> None:
         self.ctx.settings.theme = self.theme_combo.currentData()
