@@ -7,13 +7,32 @@ a binary instead.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
+import shutil
 import subprocess
-import sys
 import tarfile
+import urllib.parse
+import urllib.request
 
 from tests.benchmarks.quants import CACHE
+
+
+def _download_sdist(version: str, dest) -> None:
+    """The sdist itself, from PyPI's JSON API (``pip download --no-binary`` would build its build
+    dependencies from source first)."""
+    index = "https://pypi.org/pypi/llama-cpp-python/json"
+    with urllib.request.urlopen(index, timeout=60) as r:
+        urls = json.load(r)["releases"][version]
+    sdist = next(u for u in urls if u["packagetype"] == "sdist")
+    tmp = dest.with_suffix(".part")
+    with urllib.request.urlopen(urllib.parse.urljoin(index, sdist["url"]), timeout=600) as r, open(tmp, "wb") as f:
+        shutil.copyfileobj(r, f)
+    if hashlib.sha256(tmp.read_bytes()).hexdigest() != sdist["digests"]["sha256"]:
+        raise RuntimeError("the llama-cpp-python sdist did not match PyPI's sha256")
+    tmp.replace(dest)
 
 
 def llama_tool(target: str = "llama-perplexity") -> str:
@@ -27,8 +46,7 @@ def llama_tool(target: str = "llama-perplexity") -> str:
     root.mkdir(parents=True, exist_ok=True)
     sdist = root / f"llama_cpp_python-{version}.tar.gz"
     if not sdist.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        f"llama-cpp-python=={version}", "-d", str(root)], check=True)  # fmt: skip
+        _download_sdist(version, sdist)
     src = root / f"llama_cpp_python-{version}"
     if not src.exists():
         with tarfile.open(sdist) as tar:
