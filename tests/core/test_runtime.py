@@ -123,9 +123,9 @@ def test_a_cpu_that_faults_on_the_default_gets_the_safer_configuration(faulty_cp
 def test_a_cpu_where_nothing_works_is_said_once_not_looped(fresh_runtime, monkeypatch):
     from desktop_app.core.runtime.config import FAULT_ENV
 
-    monkeypatch.setenv(FAULT_ENV, "default,no_repack")
+    monkeypatch.setenv(FAULT_ENV, "*")
     choice = ensure_runtime()
-    assert not choice.works and len(choice.attempts) == 2
+    assert not choice.works and len(choice.attempts) >= 2  # the whole ladder, once (more with CPU variants)
     assert "every configuration" in choice.reason and "GGML_NATIVE=OFF" in choice.reason
     monkeypatch.setattr(selfcheck, "_attempt", lambda *a, **k: pytest.fail("checked again"))
     selfcheck._memo.clear()
@@ -157,3 +157,42 @@ def test_threads_setting_reaches_children_and_the_report():
     assert choice.threads == 3 and choice.threads_basis == "set in Settings"
     set_threads_override(0)
     assert selfcheck.runtime_for_children().n_threads == default_threads()[0]
+
+
+# -- builds that keep backends as plug-ins (GGML_BACKEND_DL, GGML_CPU_ALL_VARIANTS) -----------------
+def test_backends_of_a_plug_in_wheel_are_found_in_both_folders(tmp_path):
+    from desktop_app.core.runtime.backends import backend_dirs, backend_files
+
+    lib = tmp_path / "site-packages" / "llama_cpp" / "lib"
+    bin_ = tmp_path / "site-packages" / "bin"
+    lib.mkdir(parents=True)
+    bin_.mkdir()
+    for name in ("libllama.so", "libggml.so", "libggml.so.0", "libggml-base.so", "libggml-vulkan.so"):
+        (lib / name).write_bytes(b"")
+    for name in ("libggml-cpu-haswell.so", "libggml-cpu-x64.so", "libggml-vulkan.so", "libggml-rpc.so"):
+        (bin_ / name).write_bytes(b"")
+    dirs = backend_dirs(str(lib))
+    assert dirs == [str(lib), str(bin_)]
+    files = backend_files(dirs)
+    assert set(files.cpu_variants) == {"haswell", "x64"} and files.cpu is None
+    assert files.others == {"vulkan": str(lib / "libggml-vulkan.so"), "rpc": str(bin_ / "libggml-rpc.so")}
+    assert backend_dirs(str(tmp_path / "nowhere" / "lib")) == [str(tmp_path / "nowhere" / "lib")]
+
+
+def _build_has_cpu_variants() -> bool:
+    from desktop_app.core.hardware.llama_build import llama_cpp_lib_dir
+    from desktop_app.core.runtime.backends import backend_dirs, backend_files
+
+    lib = llama_cpp_lib_dir()
+    return bool(lib and len(backend_files(backend_dirs(lib)).cpu_variants) > 1)
+
+
+@pytest.mark.skipif(not _build_has_cpu_variants(), reason="this llama.cpp build has a single CPU backend")
+def test_a_lower_cpu_variant_when_the_defaults_fault(fresh_runtime, monkeypatch):
+    from desktop_app.core.runtime.config import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, f"{DEFAULT},{NO_REPACK}")
+    choice = ensure_runtime()
+    assert choice.works and choice.cpu_variant and choice.configuration == f"cpu_{choice.cpu_variant}"
+    assert [a.configuration for a in choice.attempts][:2] == [DEFAULT, NO_REPACK]
+    assert f"with its {choice.cpu_variant} CPU variant" in choice.reason

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import sys
 
+from desktop_app.core.runtime.backends import backend_dirs, ggml_library, load_backends
+
 DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
-
-
-def _lib(lib_dir: str, stem: str) -> ctypes.CDLL:
-    for name in (f"lib{stem}.so", f"lib{stem}.dylib", f"{stem}.dll", f"lib{stem}.dll"):
-        path = os.path.join(lib_dir, name)
-        if os.path.exists(path):
-            return ctypes.CDLL(path)
-    raise OSError(f"{stem} library not found in {lib_dir}")
 
 
 def _devices(ggml: ctypes.CDLL) -> list[dict]:
@@ -56,15 +49,11 @@ def _devices(ggml: ctypes.CDLL) -> list[dict]:
 
 
 def probe(lib_dir: str) -> dict:
-    _lib(lib_dir, "ggml-base")
-    ggml = _lib(lib_dir, "ggml")
-    llama = _lib(lib_dir, "llama")
+    # ggml through libllama's handle: the ggml llama.cpp uses (see backends.ggml_library)
+    ggml = llama = ggml_library(lib_dir)
+    # builds with GGML_BACKEND_DL keep every backend as a plug-in: load them as the children do
+    load_backends(ggml, backend_dirs(lib_dir))
     devices = _devices(ggml)
-    if not any(d["type"] != "cpu" for d in devices) and hasattr(ggml, "ggml_backend_load_all_from_path"):
-        # Builds with GGML_BACKEND_DL keep GPU backends as plug-ins next to the libraries.
-        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        ggml.ggml_backend_load_all_from_path(lib_dir.encode())
-        devices = _devices(ggml)
     llama.llama_supports_gpu_offload.restype = ctypes.c_bool
     llama.llama_print_system_info.restype = ctypes.c_char_p
     return {

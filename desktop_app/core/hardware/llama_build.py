@@ -35,7 +35,7 @@ BACKEND_LIBS = {
     "ggml-rpc": "RPC",
 }
 GPU_BACKENDS = {"CUDA", "Metal", "Vulkan", "ROCm", "SYCL", "OpenCL", "MUSA", "CANN"}
-_LIB_RE = re.compile(r"^(?:lib)?(ggml-[a-z0-9]+)\.(?:so|dylib|dll)")
+_LIB_RE = re.compile(r"^(?:lib)?(ggml-[a-z0-9]+)(?:-[A-Za-z0-9_]+)?\.(?:so|dylib|dll)")
 _VERSION_RE = re.compile(r"ggml-base\.so\.(\d+\.\d+\.\d+)$")
 
 
@@ -55,12 +55,19 @@ def llama_cpp_lib_dir() -> str | None:
 
 
 def backends_in(lib_dir: str) -> tuple[list[str], str | None]:
-    """Backend names from the library files in ``lib_dir``, and ggml's version if it shows."""
+    """Backend names from the library files in ``lib_dir`` (and the plug-in folder of a
+    GGML_BACKEND_DL wheel), and ggml's version if it shows."""
+    from desktop_app.core.runtime.backends import backend_dirs
+
     found: list[str] = []
     version = None
-    try:
-        names = sorted(os.listdir(lib_dir))
-    except OSError:
+    names = []
+    for folder in backend_dirs(lib_dir):
+        try:
+            names += sorted(os.listdir(folder))
+        except OSError:
+            continue
+    if not names:
         return [], None
     for name in names:
         m = _LIB_RE.match(name)

@@ -33,11 +33,12 @@ def main(argv: list[str]) -> int:
 
     import llama_cpp
 
-    from desktop_app.core.runtime.llama_setup import lib_dir, llama_threads, setup_llama, variant_scores
+    from desktop_app.core.runtime.backends import backend_dirs, backend_files, variant_scores
+    from desktop_app.core.runtime.llama_setup import lib_dir, llama_threads, setup_llama
 
     folder = lib_dir()
     if folder:
-        scores = variant_scores(folder)
+        scores = variant_scores(backend_files(backend_dirs(folder)))
         if scores:
             send("variants", scores)
     config = setup_llama()

@@ -10,8 +10,8 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 
 RUNTIME_ENV = "QUANTDESK_LLAMA_RUNTIME"
-# Test-only: comma-separated configuration names whose children die with SIGILL on their first
-# prompt of more than a few tokens, as llama.cpp does on CPUs that advertise AMX but fault on it.
+# Test-only: comma-separated configuration names ("*": all) whose children die with SIGILL on their
+# first prompt of more than a few tokens, as llama.cpp does on CPUs that advertise AMX but fault on it.
 FAULT_ENV = "QUANTDESK_TEST_FAULTY_RUNTIMES"
 FAULT_MIN_TOKENS = 5
 

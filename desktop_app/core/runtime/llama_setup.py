@@ -3,10 +3,9 @@
     import llama_cpp
     config = setup_llama()
 
-* Builds with ``GGML_BACKEND_DL`` keep every backend (and every CPU variant) as a plug-in library;
-  llama-cpp-python has no binding for ``ggml_backend_load_all`` and so loads none, and llama.cpp
-  then refuses every model ("no backends are loaded"). Here they are loaded: the CPU variant the
-  configuration names (or ggml's own pick), then the GPU and RPC backends.
+* Builds with ``GGML_BACKEND_DL`` keep every backend (and every CPU variant) as a plug-in library,
+  which llama-cpp-python never loads (see :mod:`backends`): here they are, with the CPU variant the
+  configuration names (or ggml's own pick).
 * ``use_extra_bufts`` has no ``Llama()`` argument: the default model parameters llama-cpp-python
   starts from are patched in this process, so ``Llama``, the low-level calls and every helper
   built on them get it.
@@ -14,16 +13,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import re
 import signal
 
+from desktop_app.core.runtime.backends import backend_dirs, ggml_library, load_backends
 from desktop_app.core.runtime.config import FAULT_MIN_TOKENS, RuntimeConfig, faulty_configs
 
-_CPU_VARIANT_RE = re.compile(r"^(?:lib)?ggml-cpu-([A-Za-z0-9_]+)\.(?:so|dylib|dll)$")
-_BACKEND_RE = re.compile(r"^(?:lib)?ggml-([a-z0-9]+)\.(?:so|dylib|dll)$")
-_NOT_BACKENDS = {"base", "cpu"}
 _done: RuntimeConfig | None = None
 
 
@@ -34,62 +29,10 @@ def lib_dir() -> str | None:
     return folder if os.path.isdir(folder) else None
 
 
-def _ggml(folder: str) -> ctypes.CDLL:
-    for name in ("libggml.so", "libggml.dylib", "ggml.dll", "libggml.dll"):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            lib = ctypes.CDLL(path)  # the same library llama_cpp loaded: dlopen counts references
-            lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-            lib.ggml_backend_load.restype = ctypes.c_void_p
-            lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
-            return lib
-    raise OSError(f"ggml's library is not in {folder}")
-
-
-def cpu_variant_files(folder: str) -> dict[str, str]:
-    """CPU variant name → library path, for builds with several (``GGML_CPU_ALL_VARIANTS``)."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return {}
-    return {m.group(1): os.path.join(folder, n) for n in sorted(names) if (m := _CPU_VARIANT_RE.match(n))}
-
-
-def variant_scores(folder: str) -> list[tuple[str, int]]:
-    """Each CPU variant with the score ggml gives it on this CPU (0: cannot run here), best first."""
-    out = []
-    for name, path in cpu_variant_files(folder).items():
-        try:
-            lib = ctypes.CDLL(path)
-            lib.ggml_backend_score.restype = ctypes.c_int
-            score = int(lib.ggml_backend_score())
-        except (OSError, AttributeError):
-            score = 0
-        out.append((name, score))
-    return sorted(out, key=lambda x: -x[1])
-
-
 def _load_backends(config: RuntimeConfig) -> None:
     folder = lib_dir()
-    if folder is None:
-        return
-    ggml = _ggml(folder)
-    if ggml.ggml_backend_reg_count() > 0:
-        return  # backends are built in (the usual pip build): nothing to load
-    variants = cpu_variant_files(folder)
-    if config.cpu_variant:
-        path = variants.get(config.cpu_variant)
-        if path is None or not ggml.ggml_backend_load(path.encode()):
-            raise RuntimeError(f"llama.cpp's CPU variant {config.cpu_variant!r} could not be loaded from {folder}.")
-        for name in sorted(os.listdir(folder)):
-            m = _BACKEND_RE.match(name)
-            if m and m.group(1) not in _NOT_BACKENDS and name not in ("libggml.so", "ggml.dll", "libggml.dylib"):
-                ggml.ggml_backend_load(os.path.join(folder, name).encode())
-    else:
-        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        ggml.ggml_backend_load_all_from_path(folder.encode())
-    if ggml.ggml_backend_reg_count() == 0:
-        raise RuntimeError(f"No llama.cpp backend could be loaded from {folder}.")
+    if folder is not None:
+        load_backends(ggml_library(folder), backend_dirs(folder), config.cpu_variant)
 
 
 def _no_extra_bufts() -> None:
@@ -137,7 +80,8 @@ def setup_llama(config: RuntimeConfig | None = None) -> RuntimeConfig:
     _load_backends(config)
     if not config.extra_bufts:
         _no_extra_bufts()
-    if config.name in faulty_configs():
+    faulty = faulty_configs()
+    if config.name in faulty or "*" in faulty:
         _simulate_fault()
     _done = config
     return config

@@ -138,17 +138,20 @@ def cpu_signature() -> str:
 
 def runtime_key(version: str, lib_dir: str) -> str:
     """The build (llama-cpp-python's version and its library files) and the CPU, hashed."""
+    from desktop_app.core.runtime.backends import backend_dirs
+
     h = hashlib.sha256(f"check {CHECK_VERSION}\nllama-cpp-python {version}\n".encode())
-    try:
-        names = sorted(os.listdir(lib_dir))
-    except OSError:
-        names = []
-    for name in names:
+    for folder in backend_dirs(lib_dir):
         try:
-            size = os.stat(os.path.join(lib_dir, name)).st_size
+            names = sorted(os.listdir(folder))
         except OSError:
-            size = -1
-        h.update(f"{name} {size}\n".encode())
+            names = []
+        for name in names:
+            try:
+                size = os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                size = -1
+            h.update(f"{name} {size}\n".encode())
     h.update(cpu_signature().encode())
     return h.hexdigest()[:32]
 
