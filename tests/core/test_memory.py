@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_app.core.gguf import read_gguf_header
+from desktop_app.core.gguf import read_gguf_header, read_model_headers
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape, repack_rules
 from desktop_app.core.memory.explain import verdict_sentence
 from desktop_app.core.memory.llama_log import parse_llama_log
@@ -32,13 +32,19 @@ def llama8b(tmp_path_factory):
 
 def test_starter_prediction_matches_a_real_llama_cpp_load(starter_path):
     """The ground truth: llama.cpp's own buffer sizes for the real file, in a child process."""
+    from desktop_app.core.hardware import detect_hardware
+
+    machine = Machine.from_hardware(detect_hardware())  # this machine: with a GPU build, its GPU is in play
     measured = measure_allocations(starter_path, n_ctx=2048).buffers
-    p = Predictor(model_shape([read_gguf_header(starter_path)]), CPU).predict(RunSettings(n_ctx=2048))
-    assert measured.weights_bytes == pytest.approx(p.ram.weights_bytes, rel=0.005)
-    assert measured.kv_cache_bytes == pytest.approx(p.ram.kv_cache_bytes, rel=0.005)
-    assert measured.compute_bytes == pytest.approx(p.ram.compute_bytes, rel=0.10)
-    assert measured.total_bytes == pytest.approx(p.ram.buffers_bytes, rel=0.03)
-    assert p.verdict == "cpu_only" and p.max_ctx == 8192
+    shape = model_shape([read_gguf_header(starter_path)])
+    p = Predictor(shape, machine).predict(RunSettings(n_ctx=2048, n_gpu_layers=0))
+    both = {k: getattr(p.ram, k) + getattr(p.vram, k) for k in ("weights_bytes", "kv_cache_bytes", "compute_bytes")}
+    assert measured.weights_bytes == pytest.approx(both["weights_bytes"], rel=0.005)
+    assert measured.kv_cache_bytes == pytest.approx(both["kv_cache_bytes"], rel=0.005)
+    assert measured.compute_bytes == pytest.approx(both["compute_bytes"], rel=0.10)
+    assert measured.total_bytes == pytest.approx(sum(both.values()) + p.ram.output_bytes, rel=0.03)
+    cpu = Predictor(shape, CPU).predict(RunSettings(n_ctx=2048))
+    assert cpu.verdict == "cpu_only" and cpu.max_ctx == 8192
 
 
 def test_kv_cache_follows_gqa_padding_and_cache_type(llama8b):
@@ -235,3 +241,47 @@ def test_measurements_are_kept_beside_predictions(starter_path):
     assert last.measured["weights_bytes"] == pytest.approx(last.predicted["weights_bytes"], rel=0.005)
     assert last.llama_cpp_version == "0.3.36"
     assert store.last_for("no-such-model") is None
+
+
+# -- a GPU in use: device limits, op offload (rules measured on a Vulkan device, tests/benchmarks) ---
+def _vulkan(**kw) -> Machine:
+    kw = {"vram_free_bytes": 8 * GiB, **kw}
+    return Machine(ram_available_bytes=16 * GiB, ram_total_bytes=32 * GiB, cpu_features=("AVX2",), gpu_name="GPU",
+                   gpu_backend="Vulkan", vram_total_bytes=kw["vram_free_bytes"], gpu_offload_supported=True,
+                   **kw)  # fmt: skip
+
+
+def test_a_device_limit_keeps_the_embeddings_and_the_logits_in_ram(tmp_path):
+    path = write_model_header(tmp_path / "qwen-like.gguf", n_layers=4, n_vocab=151936, n_embd=896, n_head=14,
+                              n_head_kv=2, n_ff=4864, quant=Q.Q8_0, tied=True)  # fmt: skip
+    shape = model_shape(read_model_headers(str(path)))
+    full = RunSettings(n_ctx=512, n_gpu_layers=5)
+    free = Predictor(shape, _vulkan()).predict(full, with_max_ctx=False)
+    limited = Predictor(shape, _vulkan(gpu_max_tensor_bytes=128 * 1024 * 1024)).predict(full, with_max_ctx=False)
+    embd = shape.token_embd.n_bytes  # 145 MB in Q8_0: over lavapipe's 128 MiB
+    assert free.vram.weights_bytes - limited.vram.weights_bytes == embd  # no copy of it for the logits
+    assert limited.ram.compute_bytes >= 4 * 512 * 151936 > free.ram.compute_bytes  # the logits, in RAM
+
+
+def test_with_a_gpu_a_batch_runs_there_even_with_no_layers_offloaded(starter_path):
+    shape = model_shape(read_model_headers(starter_path))
+    cpu = Predictor(shape, CPU).predict(RunSettings(n_ctx=4096, n_gpu_layers=0), with_max_ctx=False)
+    gpu = Predictor(shape, _vulkan()).predict(RunSettings(n_ctx=4096, n_gpu_layers=0), with_max_ctx=False)
+    # llama.cpp offloads the batch's matmuls (copying each weight in): a GPU compute buffer, inputs on the host
+    assert gpu.vram.compute_bytes > cpu.ram.compute_bytes > gpu.ram.compute_bytes > 0
+    assert gpu.vram.weights_bytes == 0 and gpu.vram.overhead_bytes > 0 and gpu.verdict == "cpu_only"
+
+
+def test_weights_of_a_type_the_gpu_cannot_multiply_stay_in_ram(llama8b):
+    s = RunSettings(n_ctx=4096, n_gpu_layers=33)
+    all_in = Predictor(llama8b, _vulkan(vram_free_bytes=24 * GiB)).predict(s, with_max_ctx=False)
+    no_q4k = Predictor(llama8b, _vulkan(vram_free_bytes=24 * GiB, gpu_unsupported_types=("Q4_K",)))
+    kept = no_q4k.predict(s, with_max_ctx=False)
+    q4k = sum(t.n_bytes for t in llama8b.tensors if t.type_id == 12 and t.is_matmul_weight)
+    assert all_in.vram.weights_bytes - kept.vram.weights_bytes == q4k > 0
+
+
+def test_no_repacked_copy_when_a_gpu_is_in_use(llama8b):
+    cpu = Predictor(llama8b, CPU).predict(RunSettings(n_ctx=4096, n_gpu_layers=0), with_max_ctx=False)
+    gpu = Predictor(llama8b, _vulkan()).predict(RunSettings(n_ctx=4096, n_gpu_layers=0), with_max_ctx=False)
+    assert cpu.ram.repack_bytes > 0 and gpu.ram.repack_bytes == 0  # its pinned host buffer comes first

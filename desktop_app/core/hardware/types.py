@@ -41,6 +41,9 @@ class LlamaDevice:
     type: str  # cpu | gpu | igpu | accel
     memory_total_bytes: int | None
     memory_free_bytes: int | None
+    # asked of the device as llama.cpp asks when it places a weight (GPUs only)
+    max_tensor_bytes: int | None = None  # larger weights, or matmul results, stay in RAM; None: no limit
+    unsupported_types: list[str] = field(default_factory=list)  # weight types whose matmul it cannot run
 
 
 @dataclass(frozen=True)
