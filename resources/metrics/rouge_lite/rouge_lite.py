@@ -69,15 +69,16 @@ class RougeLite(evaluate.Metric):
             citation="Lin, C.-Y. (2004). ROUGE: A Package for Automatic Evaluation of Summaries.",
             inputs_description=_KWARGS,
             features=[
-                datasets.Features({"predictions": datasets.Value("string"),
-                                   "references": datasets.Sequence(datasets.Value("string"))}),
+                datasets.Features(
+                    {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                ),
                 datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
             ],
         )
 
     def _compute(self, predictions, references):
         scores = {"rouge1": [], "rouge2": [], "rougeL": []}
-        for pred, refs in zip(predictions, references):
+        for pred, refs in zip(predictions, references, strict=True):
             refs = [refs] if isinstance(refs, str) else list(refs)
             p = _tokens(pred)
             rs = [_tokens(r) for r in refs]
