@@ -77,6 +77,13 @@ class HubStandIn:
         self.drop_after: int | None = None  # drop the connection after this many body bytes of a file
         self.corrupt = False  # flip a byte in every file body sent
         self.lie_about_size = 0  # announce this many extra bytes
+        # a server that lies (the attacks tests/core/test_hub_security.py tries)
+        self.etag_override: str | None = None  # sent as ETag / X-Linked-Etag instead of the sha256
+        self.commit_override: str | None = None  # sent as X-Repo-Commit
+        self.endless_body = False  # no Content-Length, and junk after the file, forever
+        self.redirect_to: str | None = None  # answer file requests with a 302 to this other server
+        self.paths_info_lfs = True  # paths-info tells the LFS sha256
+        self.auth_seen: list[tuple[str, str | None]] = []  # (path, Authorization) of every request
         self.token = "hf_StandInToken0123456789"  # the one token gated repos accept
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -133,9 +140,35 @@ class HubStandIn:
             def do_GET(self):
                 self._route()
 
+            def do_POST(self):
+                from urllib.parse import parse_qs
+
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append(("POST", path, ""))
+                hub.auth_seen.append((path, self.headers.get("Authorization")))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                m = re.match(r"^/api/models/([^/]+/[^/]+)/paths-info/([^/]+)$", path)
+                if not m:
+                    return self._error(404, "EntryNotFound")
+                repo = self._repo(m.group(1))
+                if repo is None:
+                    return
+                wanted = parse_qs(body).get("paths", [])
+                items = []
+                for name in wanted:
+                    p = repo.files.get(name)
+                    if p is None:
+                        continue
+                    item = {"type": "file", "path": name, "size": p.stat().st_size, "oid": repo.sha256[name][:40]}
+                    if hub.paths_info_lfs:
+                        item["lfs"] = {"oid": repo.sha256[name], "size": p.stat().st_size, "pointerSize": 134}
+                    items.append(item)
+                self._json(items)
+
             def _route(self):
                 path = unquote(urlparse(self.path).path)
                 hub.requests.append((self.command, path, self.headers.get("Range", "")))
+                hub.auth_seen.append((path, self.headers.get("Authorization")))
                 for pattern, status in hub.fail.items():
                     if re.search(pattern, path):
                         return self._error(status)
@@ -243,6 +276,15 @@ class HubStandIn:
                 p = repo.files.get(name)
                 if p is None:
                     return self._error(404, "EntryNotFound")
+                if hub.redirect_to:  # as the Hub sends LFS files to its CDN: the metadata on the redirect
+                    self.send_response(302)
+                    self.send_header("Location", hub.redirect_to.rstrip("/") + self.path)
+                    self.send_header("X-Linked-Etag", f'"{repo.sha256[name]}"')
+                    self.send_header("X-Linked-Size", str(p.stat().st_size))
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 size = p.stat().st_size
                 start, end = 0, size - 1
                 rng = self.headers.get("Range")
@@ -262,15 +304,33 @@ class HubStandIn:
                 self.send_response(206 if partial else 200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("ETag", f'"{repo.sha256[name]}"')
-                self.send_header("X-Linked-Etag", f'"{repo.sha256[name]}"')
+                etag = hub.etag_override if hub.etag_override is not None else repo.sha256[name]
+                self.send_header("ETag", f'"{etag}"')
+                self.send_header("X-Linked-Etag", f'"{etag}"')
                 self.send_header("X-Linked-Size", str(size + hub.lie_about_size))
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Repo-Commit", hub.commit_override or COMMIT)
                 if partial:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-                self.send_header("Content-Length", str(end - start + 1))
+                if hub.endless_body and self.command != "HEAD":
+                    self.close_connection = True  # the body ends when the connection does: never
+                else:
+                    self.send_header("Content-Length", str(end - start + 1))
                 self.end_headers()
                 if self.command == "HEAD":
+                    return
+                if hub.endless_body:
+                    with open(p, "rb") as f:
+                        f.seek(start)
+                        data = f.read()
+                    junk = b"\0" * (1 << 20)
+                    try:
+                        self.wfile.write(data)
+                        hub.served[name] += len(data)
+                        for _ in range(100_000):  # up to ~100 GB, or until the client hangs up
+                            self.wfile.write(junk)
+                            hub.served[name] += len(junk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
                     return
                 step = 1 << 20
                 if hub.throttle_bps:

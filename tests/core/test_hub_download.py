@@ -200,8 +200,6 @@ def test_gated_repo_with_the_token_from_the_keyring(hub, starter_path):
 
 
 def test_disk_full_mid_download_keeps_what_was_fetched(hub, smol_repo, starter_path, monkeypatch):
-    import builtins
-
     from desktop_app.core.hub import download as dl
 
     class FillsUp:
@@ -222,13 +220,14 @@ def test_disk_full_mid_download_keeps_what_was_fetched(hub, smol_repo, starter_p
         def __exit__(self, *exc):
             self._f.close()
 
-    monkeypatch.setattr(dl, "open", lambda *a, **k: FillsUp(builtins.open(*a, **k)), raising=False)  # noqa: SIM115
+    real_open = dl._open_partial
+    monkeypatch.setattr(dl, "_open_partial", lambda path: FillsUp(real_open(path)))
     name = "smollm2-135m-instruct-q4_1.gguf"
     with pytest.raises(DiskFullError, match="The disk filled up .* what was fetched is kept"):
         download_model(smol_repo, [name])
     [partial] = (dl._storage(smol_repo) / "blobs").glob("*.incomplete")
     assert 0 < partial.stat().st_size <= 20 * 1024 * 1024
-    monkeypatch.delattr(dl, "open")  # space freed: resume
+    monkeypatch.setattr(dl, "_open_partial", real_open)  # space freed: resume
     result = download_model(smol_repo, [name])
     assert result.resumed and result.sha256 == [hub.repos[smol_repo].sha256[name]]
     assert hub.served[name] < 1.25 * os.path.getsize(starter_path)

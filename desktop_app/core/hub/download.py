@@ -7,6 +7,7 @@ redirects come from huggingface_hub; the body is read by a lean loop that hashes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -18,6 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.hub.errors import HubError, HubUnreachableError, endpoint, translate_errors
+from desktop_app.core.hub.safety import (
+    UnsafeHubAnswerError,
+    check_commit,
+    check_filename,
+    check_repo_id,
+    check_revision,
+    check_size,
+    inside,
+    same_origin,
+    sha256_or_none,
+)
 
 log = logging.getLogger(__name__)
 DISK_MARGIN_BYTES = 512 * 1024 * 1024
@@ -64,11 +76,10 @@ def _cache_dir() -> Path:
     return Path(hf_hub_cache_dir())
 
 
-def _incomplete_bytes(repo_id: str, etag: str) -> int:
-    folder = _cache_dir() / ("models--" + repo_id.replace("/", "--")) / "blobs"
-    p = folder / f"{etag}.incomplete"
+def _incomplete_bytes(repo_id: str, sha256: str) -> int:
+    p = _storage(repo_id) / "blobs" / f"{sha256}.incomplete"
     try:
-        return p.stat().st_size
+        return p.stat().st_size if not p.is_symlink() else 0
     except OSError:
         return 0
 
@@ -94,15 +105,21 @@ def download_model(
 
     from desktop_app.core.secrets import get_hf_token
 
+    check_repo_id(repo_id)
+    check_revision(revision)
+    for name in filenames:
+        check_filename(name, repo_id)
     tok = token or get_hf_token()
     cancel = cancel or threading.Event()
     metas = []
     for name in filenames:
         url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint())
         meta = translate_errors(f"{repo_id}/{name}", lambda url=url: get_hf_file_metadata(url, token=tok))
-        metas.append(meta)
-    total = sum(m.size or 0 for m in metas)
-    already = sum(_incomplete_bytes(repo_id, (m.etag or "").strip('"')) for m in metas)
+        metas.append(_Checked(name, check_size(meta.size, name), check_commit(meta.commit_hash, name),
+                              sha256_or_none(meta.etag), meta.location or url))  # fmt: skip
+    _fill_sha256(repo_id, metas, tok)
+    total = sum(m.size for m in metas)
+    already = sum(_incomplete_bytes(repo_id, m.sha256) for m in metas)
     resumed = already > 0
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -116,17 +133,53 @@ def download_model(
     job = _Job(repo_id, revision, tok, cancel, progress, total, len(filenames))
     paths: list[str] = []
     shas: list[str] = []
-    for i, (name, meta) in enumerate(zip(filenames, metas, strict=True)):
-        job.urls[name], job.commits[name] = (
-            meta.location or hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint()),
-            meta.commit_hash or revision,
-        )
-        job.sizes[name] = meta.size
-        path, digest = job.fetch(i, name, (meta.etag or "").strip('"'))
+    for i, meta in enumerate(metas):
+        job.urls[meta.name], job.commits[meta.name], job.sizes[meta.name] = meta.url, meta.commit, meta.size
+        path, digest = job.fetch(i, meta.name, meta.sha256)
         paths.append(path)
         shas.append(digest)
-        job.done_before += meta.size or os.path.getsize(path)
+        job.done_before += meta.size
     return DownloadResult(paths[0], paths, total, shas, resumed)
+
+
+@dataclass
+class _Checked:
+    """One file's metadata from the server, each field checked before use."""
+
+    name: str
+    size: int
+    commit: str
+    sha256: str | None  # from the ETag when it is one; else asked of the Hub's paths-info API
+    url: str
+
+
+def _fill_sha256(repo_id: str, metas: list[_Checked], token: str | None) -> None:
+    """Every file is verified by sha256: where the ETag is not one (a git sha1, a proxy's own tag, a
+    lie), ask the Hub for the LFS sha256 of the file at that commit.
+
+    Raises:
+        UnsafeHubAnswerError: no sha256 to be had, or one that disagrees on the size.
+    """
+    missing = [m for m in metas if m.sha256 is None]
+    if not missing:
+        return
+    from huggingface_hub import HfApi
+
+    by_commit: dict[str, list[_Checked]] = {}
+    for m in missing:
+        by_commit.setdefault(m.commit, []).append(m)
+    for commit, group in by_commit.items():
+        infos = translate_errors(repo_id, lambda c=commit, g=group: HfApi(endpoint=endpoint(), token=token)
+                                 .get_paths_info(repo_id, [m.name for m in g], revision=c))  # fmt: skip
+        lfs = {getattr(i, "path", None): getattr(i, "lfs", None) for i in infos}
+        for m in group:
+            info = lfs.get(m.name)
+            m.sha256 = sha256_or_none(getattr(info, "sha256", None))
+            if m.sha256 is None or getattr(info, "size", m.size) != m.size:
+                raise UnsafeHubAnswerError(
+                    f"The Hub gave no sha256 for {m.name} (its ETag is not one and the file has no LFS record "
+                    "that agrees with its size): refusing to download what cannot be verified."
+                )
 
 
 class _Job:
@@ -157,13 +210,13 @@ class _Job:
 
     def fetch(self, i: int, name: str, expected_sha: str) -> tuple[str, str]:
         path, digest = _download_with_retries(self, name, i, expected_sha)
-        if len(expected_sha) == 64 and digest != expected_sha:
+        if digest != expected_sha:
             os.remove(path)  # never leave a bad file looking complete (or resumable)
             raise CorruptDownloadError(
                 f"{name} arrived corrupted (its sha256 does not match the Hub's); the bad copy was deleted. "
                 "Download it again."
             )
-        self._report(name, i, self.done_before + (self.sizes[name] or os.path.getsize(path)), "verified")
+        self._report(name, i, self.done_before + self.sizes[name], "verified")
         return _place_in_cache(self.repo_id, self.revision, self.commits[name], name, path, expected_sha), digest
 
 
@@ -189,13 +242,15 @@ def _transfer(job: _Job, name: str, i: int, f, sha) -> None:
 
     resume = f.tell()
     size = job.sizes[name]
-    if size is not None and resume == size:
+    if resume == size:
         return
-    headers = build_hf_headers(token=job.token)
+    url = job.urls[name]
+    # the token goes to the Hub's own origin only (a CDN it redirects to gets a signed URL instead)
+    headers = build_hf_headers(token=job.token if same_origin(url, endpoint()) else False)
     if resume:
         headers["Range"] = f"bytes={resume}-"
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(job.urls[name], headers=headers), timeout=STALL_TIMEOUT_S)
+        resp = _opener().open(urllib.request.Request(url, headers=headers), timeout=STALL_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         raise _http_error(job, name, exc.code) from exc
     with resp:
@@ -208,7 +263,8 @@ def _transfer(job: _Job, name: str, i: int, f, sha) -> None:
         view = memoryview(buf)
         got = resume
         try:
-            while n := resp.readinto(view):
+            # never past the announced size: a body without Content-Length cannot fill the disk
+            while got < size and (n := resp.readinto(view[: min(CHUNK, size - got)])):
                 if job.cancel.is_set():
                     raise DownloadCancelled("Download paused or cancelled; it will resume from here.")
                 chunk = view[:n]
@@ -219,8 +275,27 @@ def _transfer(job: _Job, name: str, i: int, f, sha) -> None:
                 job._report(name, i, job.done_before + got, force=False)
         except http.client.IncompleteRead as exc:
             raise _Short(f"{name}: the connection closed early") from exc
-    if size is not None and got != size:
+    if got != size:
         raise _Short(f"{name}: got {got:,} bytes, expected {size:,}")
+
+
+def _opener():
+    """urllib, but a redirect to another origin does not carry the Authorization header along."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    class NoTokenElsewhere(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and not same_origin(req.full_url, new.full_url):
+                for key in [k for k in new.headers if k.lower() == "authorization"]:
+                    del new.headers[key]
+                new.unredirected_hdrs.pop("Authorization", None)
+            if new is not None and urlsplit(new.full_url).scheme not in ("http", "https"):
+                return None
+            return new
+
+    return urllib.request.build_opener(NoTokenElsewhere)
 
 
 def _http_error(job: _Job, name: str, status: int) -> HubError:
@@ -248,11 +323,12 @@ def _download_with_retries(job: _Job, name: str, i: int, etag: str) -> tuple[str
     """
     blobs = _storage(job.repo_id) / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    key = etag or hashlib.sha256(f"{job.repo_id}/{name}".encode()).hexdigest()
-    incomplete = blobs / f"{key}.incomplete"
+    if not inside(_cache_dir(), blobs):
+        raise UnsafeHubAnswerError(f"{blobs} leads outside the Hugging Face cache (a link?): refusing to write there.")
+    incomplete = blobs / f"{etag}.incomplete"
     for attempt in range(RETRIES + 1):
         try:
-            with open(incomplete, "a+b") as f:
+            with _open_partial(incomplete) as f:
                 sha = _hash_existing(f, job, name, i)
                 _transfer(job, name, i, f, sha)
             return str(incomplete), sha.hexdigest()
@@ -270,7 +346,7 @@ def _download_with_retries(job: _Job, name: str, i: int, etag: str) -> tuple[str
                 raise
         except _Short as exc:
             size, got = job.sizes[name], incomplete.stat().st_size
-            if size is not None and got > size:
+            if got > size:
                 incomplete.unlink(missing_ok=True)
                 raise CorruptDownloadError(
                     f"{name}: the server sent more bytes than it announced. Nothing was kept; try again later."
@@ -295,6 +371,30 @@ def _download_with_retries(job: _Job, name: str, i: int, etag: str) -> tuple[str
     raise HubError(f"Downloading {name} failed.")
 
 
+def _open_partial(path: Path):
+    """The partial file, for reading and appending, never through a link: a link planted at its name
+    (pointing at a user's file) would make the download append to that file.
+
+    Raises:
+        UnsafeHubAnswerError: there is a link (or something not a file) at ``path``.
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        if os.path.islink(path) or (path.exists() and not path.is_file()):
+            raise OSError(errno.ELOOP, "not a plain file")
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise UnsafeHubAnswerError(
+                f"{path} is a link or not a plain file (something planted it in the cache): refusing to write "
+                "through it. Delete it and download again."
+            ) from exc
+        raise
+    f = os.fdopen(fd, "r+b")
+    f.seek(0, os.SEEK_END)
+    return f
+
+
 def _hash_existing(f, job: _Job, name: str, i: int):
     """sha256 over what the partial file already holds (left at its end, ready to append)."""
     sha = hashlib.sha256()
@@ -314,10 +414,12 @@ def _storage(repo_id: str) -> Path:
 def _place_in_cache(repo_id: str, revision: str, commit: str, name: str, incomplete: str, etag: str) -> str:
     """Move the finished file where huggingface_hub keeps it: blobs/<etag>, a snapshot link, a ref."""
     storage = _storage(repo_id)
-    blob = storage / "blobs" / (etag or Path(incomplete).stem)
-    os.replace(incomplete, blob)
-    pointer = storage / "snapshots" / commit / name
+    blob = storage / "blobs" / etag
+    pointer = storage / "snapshots" / commit / name  # name, commit and etag were checked; links are not
     pointer.parent.mkdir(parents=True, exist_ok=True)
+    if not inside(storage, pointer.parent) or (pointer.exists() and not pointer.is_symlink() and pointer.is_dir()):
+        raise UnsafeHubAnswerError(f"{pointer} leads outside the repository's cache folder: refusing to place it.")
+    os.replace(incomplete, blob)
     if pointer.is_symlink() or pointer.exists():
         pointer.unlink()
     try:
@@ -325,9 +427,10 @@ def _place_in_cache(repo_id: str, revision: str, commit: str, name: str, incompl
     except OSError:  # no symlinks (Windows without developer mode): huggingface_hub copies too
         shutil.copyfile(blob, pointer)
     if revision != commit:
-        refs = storage / "refs"
-        refs.mkdir(parents=True, exist_ok=True)
-        (refs / revision).write_text(commit)
+        ref = storage / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if inside(storage, ref.parent) and not ref.is_symlink():
+            ref.write_text(commit)
     return str(pointer)
 
 
