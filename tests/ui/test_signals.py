@@ -9,6 +9,7 @@ times and checks that nothing's reference count moved.
 from __future__ import annotations
 
 import sys
+import threading
 
 from PySide6.QtCore import QObject, Signal
 
@@ -47,6 +48,28 @@ def test_emitting_signals_leaves_reference_counts_alone(qtbot):
             got.clear()
             drift = [a - b for a, b in zip(_counts(), before, strict=True)]
             assert all(abs(d) < 50 for d in drift), f"after {i + 1} emits of each: True/False/None moved by {drift}"
+    got.clear()
+    drift = [a - b for a, b in zip(_counts(), before, strict=True)]
+    assert all(abs(d) < 50 for d in drift), drift
+
+
+def test_signals_from_a_worker_thread_leave_reference_counts_alone(qtbot):
+    """The engine's tokens reach the window from a reader thread (queued connections)."""
+    kinds = _Kinds()
+    got = []
+    kinds.flag.connect(lambda v: got.append(v))
+    kinds.anything.connect(lambda v: got.append(v))
+    before = _counts()
+
+    def emit_many():
+        for i in range(EMITS):
+            kinds.flag.emit(i % 2 == 0)
+            kinds.anything.emit({"done": True, "i": i})
+
+    worker = threading.Thread(target=emit_many)
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: len(got) == 2 * EMITS, timeout=30_000)
     got.clear()
     drift = [a - b for a, b in zip(_counts(), before, strict=True)]
     assert all(abs(d) < 50 for d in drift), drift
