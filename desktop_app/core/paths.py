@@ -40,9 +40,25 @@ class AppPaths:
         return self.cache_dir / "library-cache.json"
 
     def ensure(self) -> AppPaths:
+        """Create the folders. Never raises: a folder that cannot be created is left out, and
+        :attr:`problems` says which (the app starts anyway and keeps what it can in memory)."""
+        problems = []
         for p in (self.config_dir, self.data_dir, self.cache_dir, self.state_dir, self.log_dir):
-            p.mkdir(parents=True, exist_ok=True)
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problems.append(f"{p}: {exc.strerror or exc}")
+        object.__setattr__(self, "problems", problems)
         return self
+
+    @property
+    def problem(self) -> str:
+        """What :meth:`ensure` could not create, in one sentence ("" when all is well)."""
+        found = getattr(self, "problems", [])
+        if not found:
+            return ""
+        return (f"QuantDesk cannot create its folders ({'; '.join(found)}). Settings and conversations may not be "
+                f"saved; fix the permissions, or set {DATA_DIR_ENV} to a folder you can write.")  # fmt: skip
 
 
 def app_paths() -> AppPaths:

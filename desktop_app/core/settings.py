@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -76,28 +77,91 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _coerce(data: dict[str, Any]) -> Settings:
+MAX_SETTINGS_BYTES = 4 * 1024 * 1024  # a settings file is a few kB; a larger one is not ours
+FOLDER_LISTS = ("model_folders", "extra_files", "excluded_paths")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_settings_json(text: str) -> Any:
+    """json.loads, strict: no Infinity/NaN, no numbers that overflow, no nesting deep enough to
+    exhaust the stack (a settings file is flat).
+
+    Raises:
+        ValueError: the text is not such JSON.
+    """
+    depth = max_depth = 0
+    in_string = escaped = False
+    for ch in text:  # a cheap pre-scan: json's recursion would raise RecursionError (or worse) first
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+            if max_depth > 32:
+                raise ValueError("nested deeper than any settings file")
+        elif ch in "]}":
+            depth -= 1
+    return json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
+
+
+def _coerce(data: dict[str, Any]) -> tuple[Settings, list[str]]:
+    """Settings from a dict, and what in it was not understood (and how it was kept or dropped).
+    Folder lists are never lost: a single string is taken as one folder, an object's strings too."""
     defaults = Settings()
     kwargs: dict[str, Any] = {}
+    odd: list[str] = []
     for f in fields(Settings):
-        if f.name not in data:
+        if f.name not in data or f.name == "schema_version":
             continue
         value, default = data[f.name], getattr(defaults, f.name)
         if isinstance(default, list):
-            if isinstance(value, list):
-                kwargs[f.name] = [str(v) for v in value if isinstance(v, str)]
+            if isinstance(value, str):
+                kwargs[f.name] = [value]
+                odd.append(f"{f.name} was a single text, kept as one entry")
+            elif isinstance(value, dict):
+                kwargs[f.name] = [v for v in value.values() if isinstance(v, str)]
+                odd.append(f"{f.name} was an object, its texts were kept")
+            elif isinstance(value, list):
+                kwargs[f.name] = [v for v in value if isinstance(v, str)]
+                if len(kwargs[f.name]) != len(value):
+                    odd.append(f"{f.name} had {len(value) - len(kwargs[f.name])} entries that are not paths")
+            else:
+                odd.append(f"{f.name} was not a list")
         elif isinstance(default, bool):
             if isinstance(value, bool):
                 kwargs[f.name] = value
+            else:
+                odd.append(f"{f.name} was not true or false")
         elif isinstance(value, type(default)) and not isinstance(value, bool):
             kwargs[f.name] = value
+        else:
+            odd.append(f"{f.name} had a value of the wrong kind")
     s = Settings(**kwargs)
     if s.theme not in THEMES:
+        odd.append(f"theme {s.theme!r} is unknown")
         s.theme = "system"
     if not 0 <= s.threads <= 4096:
+        odd.append(f"threads {s.threads} is out of range")
         s.threads = 0
     s.schema_version = SCHEMA_VERSION
-    return s
+    return s, odd
 
 
 class SettingsStore:
@@ -108,32 +172,55 @@ class SettingsStore:
         self.problem = ""  # what went wrong loading, for the UI to show once
 
     def load(self) -> Settings:
+        """The settings, whatever is in the file: never raises. A file that cannot be read as
+        settings is kept aside and defaults are used; values not understood are kept where they
+        can be (a folder is never lost), the original file is backed up, and ``problem`` says so."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with open(self.path, "rb") as f:
+                raw = f.read(MAX_SETTINGS_BYTES + 1)
         except FileNotFoundError:
             return Settings()
         except OSError as exc:
             self.problem = f"Could not read your settings ({exc}); using defaults for now."
             return Settings()
         try:
-            data = json.loads(text)
+            if len(raw) > MAX_SETTINGS_BYTES:
+                raise ValueError(f"it is over {MAX_SETTINGS_BYTES // (1024 * 1024)} MB")
+            data = parse_settings_json(raw.decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            if int(data.get("schema_version", 0)) > SCHEMA_VERSION:
+            version = data.get("schema_version", 0)
+            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+                raise ValueError(f"schema_version {str(version)[:20]} is not a version")
+            if version > SCHEMA_VERSION:
                 self.problem = (
                     "Your settings were written by a newer QuantDesk; they are used as far as "
                     "this version understands them."
                 )
-            return _coerce(_migrate(data))
-        except (ValueError, TypeError, KeyError) as exc:
-            backup = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            try:
-                os.replace(self.path, backup)
-            except OSError:
-                backup = self.path
-            self.problem = f"Your settings file was damaged ({exc}). It was kept as {backup} and defaults are used."
+            settings, odd = _coerce(_migrate(data))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            backup = self._keep_aside("damaged", move=True)
+            self.problem = (f"Your settings file was damaged ({str(exc)[:200]}). It was kept as {backup} and "
+                            "defaults are used.")  # fmt: skip
             log.warning(self.problem)
             return Settings()
+        if odd:
+            backup = self._keep_aside("not-understood", move=False)
+            self.problem = (f"Some of your settings were not understood ({'; '.join(odd)}). The original file is "
+                            f"kept as {backup}.")  # fmt: skip
+            log.warning(self.problem)
+        return settings
+
+    def _keep_aside(self, why: str, *, move: bool) -> Path:
+        backup = self.path.with_name(f"{self.path.name}.{why}-{int(time.time())}")
+        try:
+            if move:
+                os.replace(self.path, backup)
+            else:
+                shutil.copyfile(self.path, backup)
+        except OSError:
+            return self.path
+        return backup
 
     def save(self, settings: Settings) -> None:
         """Write atomically: a crash mid-write leaves the previous file intact.

@@ -74,7 +74,8 @@ class AppContext(QObject):
         self._io_done.connect(self._deliver_io)
 
     def startup_problem(self) -> str:
-        return self.store.problem
+        """What went wrong reading settings or creating folders, for the user once ("" if nothing)."""
+        return "\n".join(p for p in (self.paths.problem, self.store.problem) if p)
 
     # -- messages ------------------------------------------------------------------------------
     def notify(self, text: str, level: str = "info") -> None:

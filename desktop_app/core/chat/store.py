@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.core.paths import app_paths
+from desktop_app.core.sqlite_store import open_database
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -100,19 +101,22 @@ class ChatStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or app_paths().data_dir / "conversations.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA foreign_keys=ON")
-        if self._con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            self._con.executescript(_SCHEMA)
-            self._con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._con.commit()
+        self._db: sqlite3.Connection | None = None
+        self.problem = ""  # a damaged file recovered, or a folder that cannot be written: for the UI
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        """Opened on first use (on the caller's thread: the app's io thread), recovering a damaged file."""
+        if self._db is None:
+            self._db, self.problem = open_database(self.path, _SCHEMA, SCHEMA_VERSION, ("conversations", "messages"),
+                                                   what="conversations", wal=True)  # fmt: skip
+        return self._db
 
     def close(self) -> None:
         with self._lock:
-            self._con.close()
+            if self._db is not None:
+                self._db.close()
 
     # -- conversations -------------------------------------------------------------------------
     def list(self, search: str = "") -> list[tuple[int, str, float]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.paths import app_paths
+from desktop_app.core.sqlite_store import open_database
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -56,15 +57,10 @@ class MeasurementRecord:
 class MeasurementStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or app_paths().data_dir / "measurements.sqlite3"
+        self.problem = ""
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=10)
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:
-            con.executescript(_SCHEMA)
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.commit()
+        con, self.problem = open_database(self.path, _SCHEMA, SCHEMA_VERSION, ("measurements",), what="measurements")
         return con
 
     def record(self, rec: MeasurementRecord) -> None:

@@ -112,6 +112,7 @@ class ChatPage(QWidget):
         self._prediction = None
         self._load_after_hardware: bool | None = None  # a load asked for while the hardware check runs
         self.confirm_large_loads = True  # ask before loading a model predicted not to fit
+        self._store_problem_told = False
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 12)
@@ -438,6 +439,9 @@ class ChatPage(QWidget):
         if isinstance(rows, Exception):
             self.ctx.notify(f"Could not read the conversations: {rows}", "error")
             return
+        if self.store.problem and not self._store_problem_told:  # recovered from a damaged file, or in memory
+            self._store_problem_told = True
+            self.ctx.notify(self.store.problem, "warning")
         current = self.conv.id if self.conv else None
         self.conv_list.blockSignals(True)
         self.conv_list.clear()

@@ -1,0 +1,123 @@
+"""Damaged settings and databases, and folders that cannot be written: the app starts, says what
+happened, and loses nothing it could keep."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from desktop_app.core.chat.store import ChatStore, Conversation, Message
+from desktop_app.core.memory.history import MeasurementStore
+from desktop_app.core.paths import app_paths
+from desktop_app.core.settings import Settings, SettingsStore
+
+# -- settings.json ------------------------------------------------------------------------------------
+NOT_SETTINGS = ['{"threads": Infinity}', '{"schema_version": 1e400}', "[" * 100_000,
+                '{"model_folders": ["/m"], "theme": NaN}', "\\ufeff{", '{"schema_version": "one"}']  # fmt: skip
+
+
+@pytest.mark.parametrize("text", NOT_SETTINGS)
+def test_settings_that_are_not_json_start_with_defaults_and_are_kept(tmp_path, text):
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    store = SettingsStore(path)
+    assert store.load() == Settings()
+    [kept] = tmp_path.glob("settings.json.damaged-*")
+    assert kept.read_text() == text and "damaged" in store.problem and str(kept) in store.problem
+
+
+def test_settings_with_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_bytes(b'{"theme": "dark\\xff"}')
+    store = SettingsStore(path)
+    assert store.load() == Settings() and "damaged" in store.problem
+    assert next(tmp_path.glob("settings.json.damaged-*")).read_bytes() == b'{"theme": "dark\\xff"}'
+
+
+@pytest.mark.parametrize(
+    "folders, kept", [("/models", ["/models"]), ({"a": "/m1", "b": 3, "c": "/m2"}, ["/m1", "/m2"])]
+)
+def test_a_folder_in_an_odd_shape_is_never_lost(tmp_path, folders, kept):
+    path = tmp_path / "settings.json"
+    original = json.dumps({"schema_version": 1, "model_folders": folders, "theme": "dark"})
+    path.write_text(original)
+    store = SettingsStore(path)
+    s = store.load()
+    assert s.model_folders == kept and s.theme == "dark"
+    assert "not understood" in store.problem and "model_folders" in store.problem
+    [backup] = tmp_path.glob("settings.json.not-understood-*")
+    assert backup.read_text() == original
+    s.add_folder(str(tmp_path / "new"))  # the user adds a folder: the old ones stay
+    store.save(s)
+    assert SettingsStore(path).load().model_folders == [*kept, str(tmp_path / "new")]
+
+
+def test_an_enormous_settings_file_is_not_read_whole(tmp_path):
+    path = tmp_path / "settings.json"
+    with open(path, "wb") as f:
+        f.write(b'{"x": "' + b"a" * (6 * 1024 * 1024) + b'"}')
+    store = SettingsStore(path)
+    assert store.load() == Settings() and "over 4 MB" in store.problem
+
+
+# -- SQLite stores ----------------------------------------------------------------------------------
+def _conversations(store: ChatStore, n: int) -> None:
+    for i in range(n):
+        store.save(Conversation(None, f"chat {i}", messages=[Message("user", [f"question {i}"]),
+                                                            Message("assistant", [f"answer {i} " * 200])]))  # fmt: skip
+
+
+def test_a_truncated_conversation_store_is_recovered_and_kept(tmp_path):
+    path = tmp_path / "conversations.sqlite3"
+    store = ChatStore(path)
+    _conversations(store, 300)
+    store._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])  # the last third lost, as a disk or a copy can do
+    again = ChatStore(path)
+    rows = again.list()
+    assert "damaged" in again.problem and "recovered" in again.problem
+    assert 0 < len(rows) <= 300  # what SQLite could still read
+    assert again.load(rows[0][0]).messages  # and it is usable
+    [moved] = [p for p in tmp_path.glob("conversations.sqlite3.damaged-*") if p.name[-1].isdigit()]
+    assert moved.read_bytes() == data[: len(data) * 2 // 3]  # nothing deleted
+    _conversations(again, 1)  # new conversations are saved as usual
+
+
+def test_random_bytes_for_a_store_start_a_new_one(tmp_path):
+    path = tmp_path / "conversations.sqlite3"
+    path.write_bytes(bytes(range(256)) * 64)
+    store = ChatStore(path)
+    assert store.list() == [] and "nothing in it could be read" in store.problem
+    _conversations(store, 2)
+    assert len(ChatStore(path).list()) == 2
+
+
+def test_a_folder_that_cannot_be_written_keeps_conversations_in_memory(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    store = ChatStore(blocker / "data" / "conversations.sqlite3")
+    _conversations(store, 1)
+    assert len(store.list()) == 1 and "cannot write its conversations" in store.problem
+
+
+def test_damaged_measurements_are_recovered_too(tmp_path):
+    path = tmp_path / "measurements.sqlite3"
+    path.write_bytes(b"SQLite format 3\\0" + b"\\xff" * 5000)
+    store = MeasurementStore(path)
+    assert store.last_for("abc") is None and "damaged" in store.problem
+
+
+def test_folders_that_cannot_be_created_are_said_not_raised(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("QUANTDESK_DATA_DIR", str(blocker / "qd"))
+    paths = app_paths().ensure()
+    assert "cannot create its folders" in paths.problem and str(blocker / "qd") in paths.problem
+
+
+def test_sqlite_error_types_are_what_we_catch():
+    assert issubclass(sqlite3.OperationalError, sqlite3.DatabaseError)
