@@ -16,6 +16,9 @@ from desktop_app.core.gguf.reader import GGUFArray, GGUFHeader
 
 SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
 MAX_SHOWN_VALUE = 400  # characters of a metadata value kept for display
+MAX_SHOWN_KEYS = 1000  # metadata rows kept for display (real models have 20 to 60)
+MAX_SHOWN_TEMPLATE = 256 * 1024  # characters of the chat template kept (the largest real ones are ~40 KB)
+MAX_SHOWN_NAME = 200  # characters of names and labels
 
 
 @dataclass
@@ -122,6 +125,13 @@ def _display(value: Any) -> str:
     return text
 
 
+def _short(value: Any, limit: int = MAX_SHOWN_NAME) -> str | None:
+    """A string from the header, cut to what the app shows (the library cache keeps only this)."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
 def _array_len(value: Any) -> int | None:
     if isinstance(value, GGUFArray):
         return value.count
@@ -134,8 +144,9 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
     """Build the summary of one model from its shards' headers, first shard first."""
     first = headers[0]
     md = first.metadata
-    arch = str(md.get("general.architecture") or "unknown")
-    a = f"{arch}."
+    arch_raw = md.get("general.architecture")
+    arch = _short(arch_raw) or "unknown"
+    a = f"{arch_raw}." if isinstance(arch_raw, str) else "unknown."
 
     counts: Counter[int] = Counter()
     elements: Counter[int] = Counter()
@@ -163,7 +174,7 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
                     by_type[t.type_id] += t.n_elements
         quant = ggml_type_name(by_type.most_common(1)[0][0]) if by_type else "—"
 
-    gtype = str(md.get("general.type") or "model")
+    gtype = _short(md.get("general.type")) or "model"
     warnings: list[str] = []
     if arch == "clip" or gtype == "mmproj":
         kind = "projector"
@@ -192,20 +203,28 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
         if a + "rope." + k in md and not isinstance(md[a + "rope." + k], GGUFArray)
     }
     template = md.get("tokenizer.chat_template")
+    if isinstance(template, str) and len(template) > MAX_SHOWN_TEMPLATE:
+        warnings.append(
+            f"The chat template is {len(template):,} characters long (real ones are under 50,000); only the "
+            "start is shown, and chat may refuse it."
+        )
+        template = template[:MAX_SHOWN_TEMPLATE]
     # People recognise the file name (it carries the quant); general.name is often a training tag.
     m = SPLIT_RE.match(file_name)
     name = m.group("stem") if m else re.sub(r"\.gguf$", "", file_name, flags=re.IGNORECASE)
     title = md.get("general.name")
 
     metadata = [
-        MetadataItem(k, first.value_types.get(k, ""), _display(v))
-        for k, v in md.items()
+        MetadataItem(_short(k) or "", first.value_types.get(k, ""), _display(v))
+        for k, v in list(md.items())[:MAX_SHOWN_KEYS]
         if k != "tokenizer.chat_template"
     ]
+    if len(md) > MAX_SHOWN_KEYS:
+        metadata.append(MetadataItem("…", "", f"{len(md) - MAX_SHOWN_KEYS:,} more entries not shown"))
     size_label = md.get("general.size_label")
     return ModelInfo(
         name=name,
-        title=title.strip() if isinstance(title, str) and title.strip() else None,
+        title=_short(title.strip()) if isinstance(title, str) and title.strip() else None,
         architecture=arch,
         kind=kind,
         n_params=n_params,
@@ -221,12 +240,12 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
         n_embd=_int(md.get(a + "embedding_length")),
         n_ff=_per_layer(md.get(a + "feed_forward_length")),
         vocab_size=vocab,
-        tokenizer=md.get("tokenizer.ggml.model") if isinstance(md.get("tokenizer.ggml.model"), str) else None,
+        tokenizer=_short(md.get("tokenizer.ggml.model")),
         n_experts=_int(md.get(a + "expert_count")),
         n_experts_used=_int(md.get(a + "expert_used_count")),
         sliding_window=_int(md.get(a + "attention.sliding_window")),
         rope=rope,
-        size_label=size_label if isinstance(size_label, str) else None,
+        size_label=_short(size_label),
         chat_template=template if isinstance(template, str) else None,
         tensor_mix=mix,
         metadata=metadata,

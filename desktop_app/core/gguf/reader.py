@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -33,6 +34,10 @@ MAX_DIMS = 4  # GGML_MAX_DIMS
 KEEP_STRING_ITEMS = 64  # string arrays up to this length are decoded, longer ones only counted
 KEEP_NUMBER_ITEMS = 4096  # per-layer arrays (head counts, window patterns) stay readable
 ABSURD_COUNT = 1 << 32  # more items than any real model has: the header is damaged
+MAX_NAME_BYTES = 63  # GGML_MAX_NAME - 1: llama.cpp refuses longer tensor names
+MAX_STRING_BYTES = 1 << 30  # GGUF_MAX_STRING_LENGTH
+MAX_ARRAY_ITEMS = 1 << 30  # GGUF_MAX_ARRAY_ELEMENTS
+_INT64_MAX = (1 << 63) - 1
 
 # GGUF value types
 T_UINT8, T_INT8, T_UINT16, T_INT16, T_UINT32, T_INT32, T_FLOAT32, T_BOOL = range(8)
@@ -142,6 +147,7 @@ class _Parser:
         self.pos = 0
         self.what = what  # the file's name, for messages
         self.n_tensors = 0
+        self.last_len = 0  # bytes of the last string read (names are measured in bytes, as llama.cpp does)
 
     # -- low level -----------------------------------------------------------------------------
     def _short(self, end: int, item: str) -> Exception:
@@ -164,8 +170,8 @@ class _Parser:
     def string(self, item: str) -> str:
         n = self.take(_U64, item)
         end = self.pos + n
-        if end > self.avail:
-            if n >= ABSURD_COUNT:
+        if n > MAX_STRING_BYTES or end > self.avail:
+            if n >= ABSURD_COUNT or n > MAX_STRING_BYTES:
                 raise CorruptGGUFError(
                     self.what,
                     f"The header gives {item} a length of {n:,} bytes, which no real model has: "
@@ -174,13 +180,14 @@ class _Parser:
             raise self._short(end, item)
         s = bytes(self.buf[self.pos : end]).decode("utf-8", errors="replace")
         self.pos = end
+        self.last_len = n
         return s
 
-    def check_count(self, count: int, min_item_bytes: int, item: str) -> None:
+    def check_count(self, count: int, min_item_bytes: int, item: str, limit: int = ABSURD_COUNT) -> None:
         """Refuse counts that cannot fit in the rest of the file."""
-        if count * min_item_bytes <= self.file_bytes - self.pos:
+        if count * min_item_bytes <= self.file_bytes - self.pos and count <= limit:
             return
-        if count >= ABSURD_COUNT:
+        if count >= ABSURD_COUNT or count > limit:
             raise CorruptGGUFError(
                 self.what,
                 f"The header claims {count:,} {item}, which no real model has: the file is damaged or not a model.",
@@ -208,20 +215,23 @@ class _Parser:
         item_type, count = self.take(_ARRAY_HEAD, f"the array {key}")
         item = f"items in {key}"
         if item_type == T_STRING:
-            self.check_count(count, 8, item)
+            self.check_count(count, 8, item, MAX_ARRAY_ITEMS)
             if count <= KEEP_STRING_ITEMS:
                 return [self.string(item) for _ in range(count)]
             self.skip_strings(count, item)
             return GGUFArray("string", count)
         if item_type == T_ARRAY:
-            self.check_count(count, 12, item)
-            if count > KEEP_STRING_ITEMS:
-                raise UnsupportedGGUFError(self.what, f"{key} is a long array of arrays, which llama.cpp does not use.")
-            return [self.array(key) for _ in range(count)]
+            # llama.cpp refuses the whole file ("invalid GGUF type 9"); refusing here also means no
+            # recursion, however deep a hostile file nests them.
+            raise CorruptGGUFError(
+                self.what,
+                f"Metadata key {key!r} is an array of arrays, which GGUF does not allow and llama.cpp refuses: "
+                "the file is damaged or was written by a broken tool.",
+            )
         fmt = _SCALARS.get(item_type)
         if fmt is None:
             raise CorruptGGUFError(self.what, f"Array {key!r} has item type {item_type}, which GGUF does not define.")
-        self.check_count(count, fmt.size, item)
+        self.check_count(count, fmt.size, item, MAX_ARRAY_ITEMS)
         end = self.pos + count * fmt.size
         if end > self.avail:
             raise self._short(end, item)
@@ -240,7 +250,7 @@ class _Parser:
         try:
             for _ in repeat(None, count):
                 pos += unpack(buf, pos)[0] + 8
-        except struct.error:
+        except (struct.error, OverflowError):  # past the end; OverflowError: a length near 2**64
             raise self._short_in_array(count, item) from None
         if pos > self.avail:
             raise self._short_in_array(count, item)
@@ -254,7 +264,7 @@ class _Parser:
         pos, seen = self.pos, 0
         while seen < count and pos + 8 <= self.avail:
             n = _U64.unpack_from(self.buf, pos)[0]
-            if pos + 8 + n > self.avail:
+            if pos + 8 + n > self.avail or n > MAX_STRING_BYTES:
                 break
             pos += 8 + n
             seen += 1
@@ -296,25 +306,44 @@ class _Parser:
 
         metadata: dict[str, Any] = {}
         value_types: dict[str, str] = {}
-        for _ in range(n_kv):
+        for i in range(n_kv):
             key = self.string("a metadata key")
+            if not key:
+                raise CorruptGGUFError(self.what, f"Metadata entry {i} has an empty name, which llama.cpp refuses.")
+            if key in metadata:
+                raise CorruptGGUFError(
+                    self.what, f"Metadata key {key!r} appears twice, which llama.cpp refuses: the file is damaged."
+                )
             vtype = self.take(_U32, f"the type of {key}")
             metadata[key] = self.value(vtype, key)
             value_types[key] = VALUE_TYPE_NAMES.get(vtype, "?")
 
+        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        if "general.alignment" in metadata and value_types["general.alignment"] != "uint32":
+            raise CorruptGGUFError(
+                self.what,
+                f"general.alignment is a {value_types['general.alignment']}; GGUF requires a uint32 "
+                "and llama.cpp refuses the file.",
+            )
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise CorruptGGUFError(self.what, f"general.alignment is {alignment!r}, not a power of two.")
+
         tensors_start = self.pos
         tensors = []
+        names: set[str] = set()
         for i in range(n_tensors):
             try:
-                tensors.append(self.tensor_info(i))
+                ti = self.tensor_info(i)
             except NeedMoreBytes as more:
                 avg = (self.pos - tensors_start) / i if i else 96
                 more.estimate = max(more.estimate, int(self.pos + (n_tensors - i) * avg * 1.05) + 4096)
                 raise
-
-        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise CorruptGGUFError(self.what, f"general.alignment is {alignment!r}, not a power of two.")
+            if ti.name in names:
+                raise CorruptGGUFError(
+                    self.what, f"Tensor {ti.name!r} appears twice, which llama.cpp refuses: the file is damaged."
+                )
+            names.add(ti.name)
+            tensors.append(ti)
         data_start = -(-self.pos // alignment) * alignment
         header = GGUFHeader(
             version=version,
@@ -330,6 +359,12 @@ class _Parser:
 
     def tensor_info(self, index: int) -> TensorInfo:
         name = self.string(f"the name of tensor {index}")
+        if self.last_len > MAX_NAME_BYTES:
+            raise CorruptGGUFError(
+                self.what,
+                f"Tensor {index} has a name of {self.last_len:,} bytes; llama.cpp allows at most "
+                f"{MAX_NAME_BYTES} and refuses the file.",
+            )
         n_dims = self.take(_U32, f"the shape of {name}")
         if n_dims > MAX_DIMS:
             raise CorruptGGUFError(
@@ -346,6 +381,14 @@ class _Parser:
                 f"Tensor {name!r} uses ggml type {type_id}, which this version does not know. "
                 "Update QuantDesk (and llama-cpp-python) to use this file.",
             )
+        if any(d == 0 or d > _INT64_MAX for d in shape):
+            # llama.cpp reads the header but then divides by the zero (SIGFPE) or overflows
+            raise CorruptGGUFError(
+                self.what,
+                f"Tensor {name!r} has the shape {_shape_text(shape)}: a dimension of "
+                f"{'0' if 0 in shape else 'more than 2^63'} weights, which llama.cpp cannot load "
+                "(some versions crash on it). The file is damaged.",
+            )
         n = 1
         for d in shape:
             n *= d
@@ -360,9 +403,20 @@ class _Parser:
         return TensorInfo(name, tuple(shape), type_id, offset)
 
     def check_tensor_data(self, header: GGUFHeader) -> None:
+        """Tensors must follow one another in the data section, each padded to the alignment:
+        llama.cpp refuses any other layout (overlapping, misaligned or with gaps)."""
         if not header.tensors:
             return
-        last = max(header.tensors, key=lambda ti: ti.offset + ti.n_bytes)
+        expected = 0
+        for ti in header.tensors:
+            if ti.offset != expected:
+                raise CorruptGGUFError(
+                    self.what,
+                    f"Tensor {ti.name!r} starts at byte {ti.offset:,} of the data, but llama.cpp expects it at "
+                    f"{expected:,} (right after the tensor before it) and refuses the file: it is damaged.",
+                )
+            expected += -(-ti.n_bytes // header.alignment) * header.alignment
+        last = header.tensors[-1]
         end = header.header_bytes + last.offset + last.n_bytes
         if end > self.file_bytes:
             raise TruncatedGGUFError(
@@ -371,6 +425,10 @@ class _Parser:
                 f"({_fmt_mb(end - self.file_bytes)} missing): it is truncated (an interrupted "
                 "download or copy). Download or copy it again.",
             )
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(f"{d:,}" for d in shape) + ")"
 
 
 def _fmt_mb(n: int) -> str:
@@ -431,8 +489,15 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFHeader:
     """
     path = os.fspath(path)
     name = os.path.basename(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # O_NONBLOCK: opening a FIFO named *.gguf must not wait for a writer; it is refused below.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAGGUFError(
+                path, "This is not a regular file (a pipe, socket or device named .gguf), so it is not a model."
+            )
+        size = st.st_size
         if size == 0:
             raise NotAGGUFError(path, _not_gguf_reason(b"", 0))
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:

@@ -8,6 +8,7 @@ and returns a :class:`ScanResult`. :func:`scan_library` runs it to the end.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -137,13 +138,43 @@ def _walk_gguf(folder: str, problems: list[str]) -> Iterable[str]:
             try:
                 if item.is_dir():
                     if depth < MAX_DEPTH:
+                        if item.is_symlink() and _is_ancestor(os.path.realpath(item.path), current):
+                            problems.append(
+                                f"Skipped the link {item.path}: it leads back to {os.path.realpath(item.path)}, "
+                                "a folder it is inside (a loop)."
+                            )
+                            continue
                         subdirs.append((item.path, depth + 1))
                     continue
-            except OSError:
+            except OSError as exc:
+                problems.append(_unreadable_item(item.path, exc))
+                continue
+            if item.is_symlink() and _link_loops(item.path):
+                problems.append(_unreadable_item(item.path, OSError(errno.ELOOP, "")))
                 continue
             if item.name.lower().endswith(".gguf"):
                 yield item.path
         stack.extend(reversed(subdirs))
+
+
+def _is_ancestor(real: str, current: str) -> bool:
+    here = os.path.realpath(current)
+    return here == real or here.startswith(real.rstrip(os.sep) + os.sep)
+
+
+def _unreadable_item(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return (f"Skipped the link {path}: it points to itself through other links (a loop). "
+                "Remove it or point it at a real file.")  # fmt: skip
+    return f"Skipped {path}: {exc.strerror or exc}."
+
+
+def _link_loops(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _hf_cache_files(cache_dir: str) -> Iterable[_Found]:

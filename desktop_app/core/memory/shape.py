@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from desktop_app.core.errors import CorruptGGUFError
 from desktop_app.core.gguf import GGUFArray, GGUFHeader
 from desktop_app.core.gguf.ggml_types import file_type_name, ggml_type_name
 
@@ -41,6 +42,23 @@ CHECKED_ARCHS = {
     "qwen3moe", "gemma2", "gemma", "starcoder2", "internlm2", "cohere2", "command-r", "stablelm",
 }  # fmt: skip
 MLA_ARCHS = {"deepseek2", "deepseek3", "kimi-k2", "glm4moe-lite"}
+# What a real model can have. A header outside these bounds is damaged (or hostile): every per-layer
+# list and every figure below is sized by these, so they bound the work and memory of a prediction.
+LIMITS = {
+    "block_count": (1, 4096),  # the deepest published models have ~200 layers
+    "embedding_length": (1, 1 << 20),
+    "attention.head_count": (0, 1 << 16),
+    "attention.head_count_kv": (0, 1 << 16),
+    "attention.key_length": (0, 1 << 16),
+    "attention.value_length": (0, 1 << 16),
+    "feed_forward_length": (0, 1 << 24),
+    "expert_feed_forward_length": (0, 1 << 24),
+    "expert_count": (0, 1 << 16),
+    "expert_used_count": (0, 1 << 16),
+    "attention.sliding_window": (0, 1 << 31),
+    "context_length": (0, 1 << 31),
+    "vocab_size": (0, 1 << 31),
+}
 
 
 @dataclass(frozen=True)
@@ -124,11 +142,29 @@ def _swa_layers(md: dict, arch: str, n_layer: int, n_swa: int) -> list[bool]:
     return [il % period < period - 1 for il in range(n_layer)]
 
 
+def _check_limits(md: dict, a: str) -> None:
+    for key, (lo, hi) in LIMITS.items():
+        raw = md.get(a + key)
+        values = raw if isinstance(raw, list) else [raw]
+        bad = next((v for v in values if _int(v) is not None and not lo <= v <= hi), None)
+        if bad is not None:
+            raise CorruptGGUFError(
+                "",
+                f"The header says {a + key} is {bad:,}; a real model has {lo:,} to {hi:,}. "
+                "The file is damaged or not a real model.",
+            )
+
+
 def model_shape(headers: list[GGUFHeader]) -> ModelShape:
-    """Read the memory-relevant facts from a model's header(s) (first shard first)."""
+    """Read the memory-relevant facts from a model's header(s) (first shard first).
+
+    Raises:
+        CorruptGGUFError: a size or count outside what any real model has (``LIMITS``).
+    """
     md = headers[0].metadata
-    arch = str(md.get("general.architecture") or "unknown")
+    arch = str(md.get("general.architecture") or "unknown")[:64]
     a = arch + "."
+    _check_limits(md, a)
     missing: list[str] = []
     approx: list[str] = []
 
