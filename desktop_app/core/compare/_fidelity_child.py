@@ -50,16 +50,15 @@ def main(job_path: str) -> int:
 
 
 def _load(job: dict):
-    import llama_cpp
 
-    from desktop_app.core.runtime.llama_setup import llama_threads, setup_llama
+    from desktop_app.core.runtime.llama_setup import llama_threads, load_llama, setup_llama
 
     config = setup_llama()
     threads = llama_threads(config, job.get("n_threads"))
     n_ctx = int(job["n_ctx"])
     t0 = time.perf_counter()
-    llm = llama_cpp.Llama(
-        job["model"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(512, n_ctx), **threads,
+    llm = load_llama(
+        model_path=job["model"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(512, n_ctx), **threads,
         n_gpu_layers=int(job.get("n_gpu_layers", 0)), verbose=False, seed=1,
         flash_attn=True,  # what llama-perplexity's "auto" picks on CPU: the numbers then match it to 1e-5
     )  # fmt: skip

@@ -10,7 +10,6 @@ llama.cpp aborts or the OS kills this process, the app sees the pipe close and s
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
@@ -18,6 +17,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from desktop_app.core.runtime.llama_setup import LlamaLoadError
 
 # Tokens streamed within this long of the last message go out together: on a small machine every
 # message wakes the app's process, which then competes with llama.cpp's threads for the cores.
@@ -75,6 +76,8 @@ def run() -> None:
                 _unload(state)
                 send("bye", {})
                 return
+        except LlamaLoadError as exc:
+            send("error", {"id": payload.get("id"), "request": kind, "message": str(exc)})
         except Exception as exc:  # report and keep serving; the app decides what to do
             send("error", {"id": payload.get("id"), "request": kind, "message": f"{type(exc).__name__}: {exc}"})
 
@@ -87,20 +90,13 @@ def _unload(state: dict) -> None:
 
 
 def _load(state: dict, p: dict, send) -> None:
-    import llama_cpp
 
-    from desktop_app.core.runtime.llama_setup import llama_threads, setup_llama
+    from desktop_app.core.runtime.llama_setup import llama_threads, load_llama, setup_llama
 
     config = setup_llama()
     _unload(state)
     lines: list[str] = []
 
-    @llama_cpp.llama_log_callback
-    def on_log(level, text, user_data):
-        lines.append(text.decode("utf-8", "replace"))
-
-    state["log_cb"] = on_log  # keep the callback alive
-    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
     t0 = time.perf_counter()
     kv = KV_TYPES.get(p.get("kv_type", "f16"), 1)
     fa = {"auto": -1, "off": 0, "on": 1}[p.get("flash_attn", "auto")]
@@ -122,7 +118,7 @@ def _load(state: dict, p: dict, send) -> None:
     kwargs["flash_attn"] = fa != 0
     if not p.get("has_template", True):
         kwargs["chat_format"] = "chatml"  # no template in the file: a common, documented fallback
-    llm = llama_cpp.Llama(**kwargs)
+    llm = load_llama(lines, **kwargs)
     state["llm"] = llm
     send(
         "loaded",

@@ -19,6 +19,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from desktop_app.core.engine.template_guard import bounded_rendering
+
 
 @dataclass
 class Progress:
@@ -56,7 +58,8 @@ def chat_request(llm, messages: list[dict], **sampling) -> dict | None:
         or llama_chat_format.get_chat_completion_handler(llm.chat_format)
     )
     recorder = _Recorder(llm)
-    handler(llama=recorder, messages=messages, stream=True, **{**_chat_defaults(type(llm)), **sampling})
+    with bounded_rendering():  # the template is the file's code: bounded in time, output and memory
+        handler(llama=recorder, messages=messages, stream=True, **{**_chat_defaults(type(llm)), **sampling})
     request = recorder.request
     return request if request is not None and isinstance(request.get("prompt"), list) else None
 

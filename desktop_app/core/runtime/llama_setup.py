@@ -95,3 +95,65 @@ def llama_threads(config: RuntimeConfig, requested: int | None = None) -> dict[s
         requested = default_threads()[0]
     n = requested or config.n_threads
     return {"n_threads": n, "n_threads_batch": requested or config.n_threads_batch or n}
+
+
+class LlamaLoadError(RuntimeError):
+    """llama.cpp refused a model; the message is llama.cpp's own reason."""
+
+
+GGML_LOG_LEVEL_ERROR = 4
+_GENERIC = ("failed to load model", "failed to read tensor info", "failed to read key-value pairs",
+            "failed to read tensor data", "failed to read header")  # fmt: skip
+_log_callbacks: list = []  # ctypes callbacks must outlive every call llama.cpp makes to them
+
+
+def load_failure_reason(error_lines: list[str]) -> str:
+    """The most specific of llama.cpp's error lines while loading, without its function prefixes.
+
+    llama.cpp logs the cause first ("gguf_init_from_file_impl: tensor 'x' has offset 64, expected 0")
+    and then generic lines up the call stack ("failed to read tensor data", "failed to load model");
+    the cause is the one a person can act on.
+    """
+    for line in error_lines:
+        text = line.strip()
+        while True:  # drop "llama_model_load: ", "error loading model: ", "gguf_init_from_file_impl: "
+            head, sep, rest = text.partition(": ")
+            if not sep or not (head.isidentifier() or head == "error loading model"):
+                break
+            text = rest.strip()
+        if text and not any(g in text for g in _GENERIC):
+            return text
+    return ""
+
+
+def capture_llama_log(lines: list[str] | None = None) -> list[str]:
+    """Send llama.cpp's log into ``lines`` (all of it) and return the list its error lines go to."""
+    import ctypes
+
+    import llama_cpp
+
+    errors: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def on_log(level, text, user_data):
+        line = text.decode("utf-8", "replace")
+        if lines is not None:
+            lines.append(line)
+        if level == GGML_LOG_LEVEL_ERROR:
+            errors.append(line)
+
+    _log_callbacks.append(on_log)
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    return errors
+
+
+def load_llama(log: list[str] | None = None, **kwargs):
+    """``llama_cpp.Llama(**kwargs)``; on failure :class:`LlamaLoadError` with llama.cpp's reason
+    (llama-cpp-python alone says only "Failed to load model from file")."""
+    import llama_cpp
+
+    errors = capture_llama_log(log)
+    try:
+        return llama_cpp.Llama(**kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise LlamaLoadError(f"llama.cpp refused the model: {load_failure_reason(errors) or exc}") from None
