@@ -81,20 +81,10 @@ MAX_SETTINGS_BYTES = 4 * 1024 * 1024  # a settings file is a few kB; a larger on
 FOLDER_LISTS = ("model_folders", "extra_files", "excluded_paths")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is not a finite number")
-    return value
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_settings_json(text: str) -> Any:
-    """json.loads, strict: no Infinity/NaN, no numbers that overflow, no nesting deep enough to
-    exhaust the stack (a settings file is flat).
+    """json.loads with no nesting deep enough to exhaust the stack (a settings file is flat).
+    Infinity, NaN and numbers that overflow are read as floats, which no setting is: they are then
+    values not understood, not a reason to drop the whole file.
 
     Raises:
         ValueError: the text is not such JSON.
@@ -118,7 +108,7 @@ def parse_settings_json(text: str) -> Any:
                 raise ValueError("nested deeper than any settings file")
         elif ch in "]}":
             depth -= 1
-    return json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
+    return json.loads(text)
 
 
 def _coerce(data: dict[str, Any]) -> tuple[Settings, list[str]]:
@@ -152,7 +142,7 @@ def _coerce(data: dict[str, Any]) -> tuple[Settings, list[str]]:
         elif isinstance(value, type(default)) and not isinstance(value, bool):
             kwargs[f.name] = value
         else:
-            odd.append(f"{f.name} had a value of the wrong kind")
+            odd.append(f"{f.name} had a value of the wrong kind ({str(value)[:20]})")
     s = Settings(**kwargs)
     if s.theme not in THEMES:
         odd.append(f"theme {s.theme!r} is unknown")
@@ -186,18 +176,27 @@ class SettingsStore:
         try:
             if len(raw) > MAX_SETTINGS_BYTES:
                 raise ValueError(f"it is over {MAX_SETTINGS_BYTES // (1024 * 1024)} MB")
-            data = parse_settings_json(raw.decode("utf-8"))
+            # surrogateescape: a byte that is not UTF-8 is kept as it is (a folder's name on Linux may
+            # hold one; os functions turn it back into that byte), not a reason to drop the file
+            text = raw.decode("utf-8", errors="surrogateescape")
+            data = parse_settings_json(text)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
+            early_odd = []
+            if text != raw.decode("utf-8", errors="ignore"):
+                early_odd.append("it held bytes that are not UTF-8 text, kept as they are")
             version = data.get("schema_version", 0)
             if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-                raise ValueError(f"schema_version {str(version)[:20]} is not a version")
+                early_odd.append(f"schema_version {str(version)[:20]} is not a version; read as version "
+                                 f"{SCHEMA_VERSION}")  # fmt: skip
+                data["schema_version"] = version = SCHEMA_VERSION
             if version > SCHEMA_VERSION:
                 self.problem = (
                     "Your settings were written by a newer QuantDesk; they are used as far as "
                     "this version understands them."
                 )
             settings, odd = _coerce(_migrate(data))
+            odd = early_odd + odd
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             backup = self._keep_aside("damaged", move=True)
             self.problem = (f"Your settings file was damaged ({str(exc)[:200]}). It was kept as {backup} and "

@@ -4,6 +4,7 @@ happened, and loses nothing it could keep."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -14,8 +15,7 @@ from desktop_app.core.paths import app_paths
 from desktop_app.core.settings import Settings, SettingsStore
 
 # -- settings.json ------------------------------------------------------------------------------------
-NOT_SETTINGS = ['{"threads": Infinity}', '{"schema_version": 1e400}', "[" * 100_000,
-                '{"model_folders": ["/m"], "theme": NaN}', "\\ufeff{", '{"schema_version": "one"}']  # fmt: skip
+NOT_SETTINGS = ["[" * 100_000, "\\ufeff{", '{"model_folders": ["/m"', "\x00\x01binary"]
 
 
 @pytest.mark.parametrize("text", NOT_SETTINGS)
@@ -28,12 +28,36 @@ def test_settings_that_are_not_json_start_with_defaults_and_are_kept(tmp_path, t
     assert kept.read_text() == text and "damaged" in store.problem and str(kept) in store.problem
 
 
-def test_settings_with_bytes_that_are_not_utf8(tmp_path):
+ODD_VALUES = [
+    '{"threads": Infinity, "model_folders": ["/m"]}',
+    '{"schema_version": 1e400, "model_folders": ["/m"]}',
+    '{"model_folders": ["/m"], "theme": NaN}',
+    '{"schema_version": "one", "model_folders": ["/m"]}',
+]
+
+
+@pytest.mark.parametrize("text", ODD_VALUES)
+def test_values_that_are_not_numbers_are_dropped_and_the_rest_is_kept(tmp_path, text):
     path = tmp_path / "settings.json"
-    path.write_bytes(b'{"theme": "dark\\xff"}')
+    path.write_text(text)
     store = SettingsStore(path)
-    assert store.load() == Settings() and "damaged" in store.problem
-    assert next(tmp_path.glob("settings.json.damaged-*")).read_bytes() == b'{"theme": "dark\\xff"}'
+    s = store.load()
+    assert s.model_folders == ["/m"] and s.threads == 0 and s.theme == "system"
+    [backup] = tmp_path.glob("settings.json.not-understood-*")
+    assert backup.read_text() == text and "not understood" in store.problem
+
+
+def test_settings_with_bytes_that_are_not_utf8_keep_them(tmp_path):
+    path = tmp_path / "settings.json"
+    original = b'{"theme": "dark", "model_folders": ["/models/caf\xe9"]}'
+    path.write_bytes(original)
+    store = SettingsStore(path)
+    s = store.load()
+    assert s.theme == "dark" and "not UTF-8" in store.problem
+    assert [os.fsencode(f) for f in s.model_folders] == [b"/models/caf\xe9"]  # the folder's real name
+    assert next(tmp_path.glob("settings.json.not-understood-*")).read_bytes() == original
+    store.save(s)
+    assert [os.fsencode(f) for f in SettingsStore(path).load().model_folders] == [b"/models/caf\xe9"]
 
 
 @pytest.mark.parametrize(
