@@ -213,6 +213,13 @@ def named_cases() -> list[Case]:
     return [c for c in cases if c.name]
 
 
+def duplicate_token() -> bytes:
+    """A header the reader accepts but llama.cpp aborts on (GGML_ASSERT in its vocabulary)."""
+    m = tiny_llama()
+    m.kvs[9] = kv_strs("tokenizer.ggml.tokens", ["t0", "t1", "t2", "t3", "t4", "t5", "t2", "t7"])
+    return m.to_bytes()
+
+
 def big_metadata(size: int = 33_500_000) -> bytes:
     """A valid model with one enormous metadata value (the library cache must not keep it)."""
     return tiny_llama(extra=[kv_str("general.description", "x" * size),

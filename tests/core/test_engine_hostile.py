@@ -12,7 +12,7 @@ from desktop_app.core.engine import EngineError, Sampling, SyncEngine
 from desktop_app.core.runtime.llama_setup import load_failure_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gguf_hostile import kv_str, named_cases, tiny_llama  # noqa: E402
+from gguf_hostile import duplicate_token, kv_str, named_cases, tiny_llama  # noqa: E402
 
 
 def test_load_failure_reason_is_llama_cpps_own_line():
@@ -35,6 +35,15 @@ def test_the_engine_passes_on_why_llama_cpp_refused_a_model(tmp_path):
         se.load(str(path), n_ctx=256)
     assert "llama.block_count has wrong type i32 but expected type u32" in str(err.value)
     assert "Failed to load model from file" not in str(err.value)
+
+
+def test_a_file_llama_cpp_would_abort_on_is_refused_before_the_load(tmp_path):
+    path = tmp_path / "duplicate-token.gguf"
+    path.write_bytes(duplicate_token())
+    with SyncEngine() as se:
+        with pytest.raises(EngineError, match="lists the token 't2' twice"):
+            se.load(str(path), n_ctx=256)
+        assert se.engine.alive  # no abort: the engine is still there
 
 
 @pytest.mark.parametrize(

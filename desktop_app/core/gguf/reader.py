@@ -148,6 +148,8 @@ class _Parser:
         self.what = what  # the file's name, for messages
         self.n_tensors = 0
         self.last_len = 0  # bytes of the last string read (names are measured in bytes, as llama.cpp does)
+        self.want_key = ""  # a string array to keep whole, as raw bytes (see read_string_array)
+        self.wanted: list[bytes] | None = None
 
     # -- low level -----------------------------------------------------------------------------
     def _short(self, end: int, item: str) -> Exception:
@@ -216,6 +218,11 @@ class _Parser:
         item = f"items in {key}"
         if item_type == T_STRING:
             self.check_count(count, 8, item, MAX_ARRAY_ITEMS)
+            if key == self.want_key:
+                start = self.pos
+                self.skip_strings(count, item)  # bounds-checked first; then the items are sliced out
+                self.wanted = _string_items(self.buf, start, count)
+                return GGUFArray("string", count)
             if count <= KEEP_STRING_ITEMS:
                 return [self.string(item) for _ in range(count)]
             self.skip_strings(count, item)
@@ -427,6 +434,16 @@ class _Parser:
             )
 
 
+def _string_items(buf: Buffer, pos: int, count: int) -> list[bytes]:
+    items = []
+    unpack = _U64.unpack_from
+    for _ in repeat(None, count):
+        n = unpack(buf, pos)[0]
+        items.append(bytes(buf[pos + 8 : pos + 8 + n]))
+        pos += 8 + n
+    return items
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(f"{d:,}" for d in shape) + ")"
 
@@ -526,3 +543,19 @@ def read_model_headers(path: str | os.PathLike[str]) -> list[GGUFHeader]:
         if not os.path.exists(p):
             raise FileNotFoundError(f"Part {os.path.basename(p)} of this split model is missing.")
     return [read_gguf_header(p) for p in parts]
+
+
+def read_string_array(path: str | os.PathLike[str], key: str) -> list[bytes] | None:
+    """Every item of the string array ``key`` (e.g. the vocabulary), as raw bytes; None when the
+    file has no such array. The library scan only counts long arrays; this reads one whole, for
+    checks before a load.
+
+    Raises:
+        OSError, NotAGGUFError, TruncatedGGUFError, CorruptGGUFError, UnsupportedGGUFError.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        parser = _Parser(mm, len(mm), os.path.basename(path))
+        parser.want_key = key
+        parser.header()
+        return parser.wanted

@@ -149,9 +149,20 @@ def capture_llama_log(lines: list[str] | None = None) -> list[str]:
 
 def load_llama(log: list[str] | None = None, **kwargs):
     """``llama_cpp.Llama(**kwargs)``; on failure :class:`LlamaLoadError` with llama.cpp's reason
-    (llama-cpp-python alone says only "Failed to load model from file")."""
+    (llama-cpp-python alone says only "Failed to load model from file"), or ours for a file llama.cpp
+    would abort on (:func:`~desktop_app.core.gguf.checks.load_problem`)."""
     import llama_cpp
 
+    from desktop_app.core.errors import QuantDeskError
+    from desktop_app.core.gguf.checks import load_problem
+
+    problem = ""
+    try:
+        problem = load_problem(kwargs["model_path"])
+    except (OSError, QuantDeskError):
+        pass  # not readable as a GGUF: llama.cpp says why below
+    if problem:
+        raise LlamaLoadError(problem)
     errors = capture_llama_log(log)
     try:
         return llama_cpp.Llama(**kwargs)
