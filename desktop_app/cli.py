@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from desktop_app import __version__
+from desktop_app.core.gguf.quant_names import KV_CACHE_TYPES
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.units import format_bytes, format_memory, format_params
 
 
@@ -155,9 +157,9 @@ def _gpu_layers(value: str) -> int | str:
 def cmd_fit(args: argparse.Namespace) -> int:
     from desktop_app.core.errors import QuantDeskError
     from desktop_app.core.hardware import detect_hardware
+    from desktop_app.core.hub.source import load_model
     from desktop_app.core.memory import Machine, Predictor, RunSettings
     from desktop_app.core.memory.explain import largest_fitting_quant, verdict_sentence
-    from desktop_app.core.memory.source import load_model
 
     try:
         shape, source, fetched = load_model(args.model)
@@ -174,7 +176,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         n_ubatch=args.ubatch,
     )
     p = Predictor(shape, machine).predict(settings)
-    smaller = largest_fitting_quant(shape, machine, settings) if p.verdict == "too_large" else None
+    smaller = largest_fitting_quant(shape, machine, settings) if p.verdict == Verdict.TOO_LARGE else None
     sentence = verdict_sentence(p, gpu_name=machine.gpu_name, smaller_quant=smaller)
     if args.json:
         _emit(
@@ -230,9 +232,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from desktop_app.core.engine import EngineError, Sampling, SyncEngine
     from desktop_app.core.errors import QuantDeskError
     from desktop_app.core.hardware import detect_hardware
+    from desktop_app.core.hub.source import load_model
     from desktop_app.core.memory import Machine, Predictor, RunSettings
     from desktop_app.core.memory.explain import verdict_sentence
-    from desktop_app.core.memory.source import load_model
 
     if not os.path.isfile(args.model):
         print(f"quantdesk chat: no such file: {args.model} (give a local .gguf; download Hub models first)",
@@ -246,7 +248,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     n_ctx = args.ctx or min(shape.n_ctx_train, 4096)
     machine = Machine.from_hardware(detect_hardware())
     p = Predictor(shape, machine).predict(RunSettings(n_ctx=n_ctx, n_gpu_layers=args.gpu_layers))
-    if p.verdict == "too_large" and not args.force:
+    if p.verdict == Verdict.TOO_LARGE and not args.force:
         print(f"quantdesk chat: {verdict_sentence(p, gpu_name=machine.gpu_name)} (use --force to try anyway)",
               file=sys.stderr)  # fmt: skip
         return 2
@@ -531,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a local .gguf file, or owner/repo[:file] on the Hugging Face Hub")
     p.add_argument("--ctx", type=int, default=0, help="context length in tokens (default: 4096 or less)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="N|auto")
-    p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], default="f16")
+    p.add_argument("--kv-type", choices=list(KV_CACHE_TYPES), default="f16")
     p.add_argument("--flash-attn", choices=["on", "off", "auto"], default="auto")
     p.add_argument("--ubatch", type=int, default=512, help="micro-batch size (llama.cpp's n_ubatch)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -573,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quants", help="the quant files of a Hub repo, with their fit on this machine")
     p.add_argument("repo", help="owner/name")
     p.add_argument("--ctx", type=int, default=4096)
-    p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], default="f16")
+    p.add_argument("--kv-type", choices=list(KV_CACHE_TYPES), default="f16")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_quants)
 

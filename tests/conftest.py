@@ -11,7 +11,7 @@ import keyring  # noqa: E402
 import keyring.backend  # noqa: E402
 import pytest  # noqa: E402
 
-from desktop_app.core.library.starter import find_starter_model  # noqa: E402
+from desktop_app.core.starter import find_starter_model  # noqa: E402
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

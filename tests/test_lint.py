@@ -1,4 +1,5 @@
-"""ruff runs with the tests, so the one test command also keeps the code clean."""
+"""ruff and the import contracts run with the tests, so the one test command also keeps the code clean
+and the layers where pyproject.toml says they are."""
 
 from __future__ import annotations
 
@@ -15,3 +16,11 @@ def test_ruff_is_clean():
     assert ruff, "ruff comes with the test extra"
     out = subprocess.run([ruff, "check", "desktop_app", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_layers_hold():
+    """pyproject.toml's [tool.importlinter] contracts: no layer imports one above it; core has no Qt."""
+    lint = shutil.which("lint-imports", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert lint, "import-linter comes with the test extra"
+    out = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr

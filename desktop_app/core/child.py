@@ -15,17 +15,12 @@ def child_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def child_env(*, with_runtime: bool = True, **extra: str) -> dict[str, str]:
-    """The environment, with this copy of desktop_app importable even when not installed, and (unless
-    ``with_runtime`` is False) the llama.cpp runtime configuration the runtime check chose."""
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment, with this copy of desktop_app importable even when not installed. Children
+    that run llama.cpp use :func:`desktop_app.core.runtime.llama_child_env`, which adds how to run it."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
-    if with_runtime:
-        from desktop_app.core.runtime.config import RUNTIME_ENV
-        from desktop_app.core.runtime.selfcheck import runtime_for_children
-
-        env[RUNTIME_ENV] = runtime_for_children().to_json()
     env.update(extra)
     return env
 

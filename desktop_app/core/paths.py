@@ -85,3 +85,15 @@ def app_paths() -> AppPaths:
         log_dir=Path(dirs.user_log_dir),
         portable=False,
     )
+
+
+def hf_hub_cache_dir() -> str:
+    """The Hugging Face cache folder, resolved from the environment the way huggingface_hub does."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return os.path.expanduser(explicit)
+    home = os.environ.get("HF_HOME")
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.join(xdg, "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")

@@ -15,9 +15,8 @@ from PySide6.QtCore import QObject, Signal
 from superqt.utils import create_worker
 
 from desktop_app.core.hub.download import DownloadCancelled, DownloadProgress, download_model
+from desktop_app.core.kinds import DownloadState
 from desktop_app.ui.context import AppContext
-
-STATES = ("queued", "downloading", "paused", "failed", "done", "cancelled")
 
 
 @dataclass
@@ -26,7 +25,7 @@ class DownloadTask:
     parts: list[str]
     quant: str
     size_bytes: int
-    state: str = "queued"
+    state: DownloadState = DownloadState.QUEUED
     bytes_done: int = 0
     speed_bps: float = 0.0
     eta_s: float | None = None
@@ -60,12 +59,13 @@ class DownloadManager(QObject):
     def _load(self) -> None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.tasks = [DownloadTask(**t) for t in data.get("tasks", [])]
-        except (OSError, ValueError, TypeError):
+            self.tasks = [DownloadTask(**{**t, "state": DownloadState(t.get("state", DownloadState.QUEUED))})
+                          for t in data.get("tasks", [])]  # fmt: skip
+        except (OSError, ValueError, TypeError, AttributeError):
             self.tasks = []
         for t in self.tasks:
-            if t.state == "downloading":  # the app closed mid-download: carry on
-                t.state = "queued"
+            if t.state == DownloadState.DOWNLOADING:  # the app closed mid-download: carry on
+                t.state = DownloadState.QUEUED
 
     def _save(self) -> None:
         data = json.dumps({"version": 1, "tasks": [asdict(t) for t in self.tasks]}, indent=1)
@@ -80,7 +80,11 @@ class DownloadManager(QObject):
     # -- queue ---------------------------------------------------------------------------------
     def add(self, repo_id: str, parts: list[str], quant: str, size_bytes: int) -> DownloadTask:
         for t in self.tasks:
-            if t.repo_id == repo_id and t.parts == parts and t.state not in ("done", "cancelled"):
+            if (
+                t.repo_id == repo_id
+                and t.parts == parts
+                and t.state not in (DownloadState.DONE, DownloadState.CANCELLED)
+            ):
                 return t
         task = DownloadTask(repo_id, parts, quant, size_bytes)
         self.tasks.append(task)
@@ -95,16 +99,16 @@ class DownloadManager(QObject):
 
     def pause(self, task: DownloadTask) -> None:
         if task is self._active and self._cancel is not None:
-            task.state = "paused"
+            task.state = DownloadState.PAUSED
             self._cancel.set()
-        elif task.state == "queued":
-            task.state = "paused"
+        elif task.state == DownloadState.QUEUED:
+            task.state = DownloadState.PAUSED
             self.changed.emit(task)
         self._save()
 
     def resume(self, task: DownloadTask) -> None:
-        if task.state in ("paused", "failed"):
-            task.state = "queued"
+        if task.state in (DownloadState.PAUSED, DownloadState.FAILED):
+            task.state = DownloadState.QUEUED
             task.error = ""
             self.changed.emit(task)
             self._save()
@@ -112,24 +116,24 @@ class DownloadManager(QObject):
 
     def cancel(self, task: DownloadTask) -> None:
         if task is self._active and self._cancel is not None:
-            task.state = "cancelled"
+            task.state = DownloadState.CANCELLED
             self._cancel.set()
         else:
-            task.state = "cancelled"
+            task.state = DownloadState.CANCELLED
             self.changed.emit(task)
         self._save()
 
     def busy(self) -> list[str]:
-        return [f"Downloading {t.quant} of {t.repo_id}" for t in self.tasks if t.state == "downloading"]
+        return [f"Downloading {t.quant} of {t.repo_id}" for t in self.tasks if t.state == DownloadState.DOWNLOADING]
 
     def _next(self) -> None:
         if self._active is not None:
             return
-        task = next((t for t in self.tasks if t.state == "queued"), None)
+        task = next((t for t in self.tasks if t.state == DownloadState.QUEUED), None)
         if task is None:
             return
         self._active = task
-        task.state = "downloading"
+        task.state = DownloadState.DOWNLOADING
         task.phase = "starting"
         self.changed.emit(task)
         self._cancel = threading.Event()
@@ -149,7 +153,7 @@ class DownloadManager(QObject):
         self.changed.emit(task)
 
     def _done(self, task: DownloadTask, result) -> None:
-        task.state = "done"
+        task.state = DownloadState.DONE
         task.path = result.path
         task.bytes_done = result.bytes
         task.phase = "verified"
@@ -161,12 +165,12 @@ class DownloadManager(QObject):
 
     def _failed(self, task: DownloadTask, exc: Exception) -> None:
         if isinstance(exc, DownloadCancelled):
-            if task.state == "cancelled":
+            if task.state == DownloadState.CANCELLED:
                 self._discard_partial(task)
-            elif task.state != "paused":
-                task.state = "paused"
+            elif task.state != DownloadState.PAUSED:
+                task.state = DownloadState.PAUSED
         else:
-            task.state = "failed"
+            task.state = DownloadState.FAILED
             task.error = str(exc)
             self.ctx.notify(f"Download of {task.quant} from {task.repo_id} failed: {exc}", "error")
         self._save()
@@ -193,7 +197,7 @@ class DownloadManager(QObject):
         if self._cancel is not None:
             self._cancel.set()
         if self._active is not None:
-            self._active.state = "queued"  # resume on the next start
+            self._active.state = DownloadState.QUEUED  # resume on the next start
         data = json.dumps({"version": 1, "tasks": [asdict(t) for t in self.tasks]}, indent=1)
         try:
             self.path.write_text(data, encoding="utf-8")

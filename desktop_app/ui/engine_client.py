@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core.engine import Engine, EngineError, EngineEvent, Sampling
+from desktop_app.core.kinds import EventKind
 
 
 class EngineClient(QObject):
@@ -22,19 +23,19 @@ class EngineClient(QObject):
         self.busy_request: int | None = None
 
     def _dispatch(self, ev: EngineEvent) -> None:
-        if ev.kind == "loaded":
+        if ev.kind == EventKind.LOADED:
             self.loaded.emit(ev.data)
-        elif ev.kind == "token":
+        elif ev.kind == EventKind.TOKEN:
             self.token.emit(ev.request_id, ev.data["text"])
-        elif ev.kind == "done":
+        elif ev.kind == EventKind.DONE:
             if ev.request_id == self.busy_request:
                 self.busy_request = None
             self.finished.emit(ev.request_id, ev.data)
-        elif ev.kind == "error":
+        elif ev.kind == EventKind.ERROR:
             if ev.request_id == self.busy_request:
                 self.busy_request = None
             self.failed.emit(ev.request_id, ev.data.get("message", "unknown error"))
-        elif ev.kind == "died":
+        elif ev.kind == EventKind.DIED:
             self.busy_request = None
             self.died.emit(ev.data["message"])
 

@@ -28,10 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.gguf.quant_names import KV_CACHE_NOTES, KV_CACHE_TYPES, STANDARD_QUANTS
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory import DeviceMemory, Machine, Prediction, Predictor, RunSettings
-from desktop_app.core.memory.explain import ctx_words, verdict_sentence
+from desktop_app.core.memory.explain import QuantOption, ctx_words, largest_fitting, quant_options, verdict_sentence
 from desktop_app.core.memory.history import MeasurementRecord
-from desktop_app.core.memory.quant_plan import shape_for_quant
 from desktop_app.core.memory.shape import ModelShape
 from desktop_app.core.units import format_bytes
 
@@ -42,7 +43,6 @@ SEGMENTS = [
     ("overhead_bytes", "Engine overhead", "#8b5cf6"),
 ]
 CTX_STEP = 256
-WHAT_IF_QUANTS = ["Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
 
 
 class MemoryBar(QWidget):
@@ -138,9 +138,8 @@ class FitPanel(QWidget):
         controls.addWidget(self.ctx_value, 0, 2)
         controls.addWidget(QLabel("KV cache type"), 1, 0)
         self.kv_combo = QComboBox()
-        for key, label in (("f16", "f16 (full precision)"), ("q8_0", "q8_0 (half the memory)"),
-                           ("q4_0", "q4_0 (a quarter, some quality loss)")):  # fmt: skip
-            self.kv_combo.addItem(label, key)
+        for key in KV_CACHE_TYPES:
+            self.kv_combo.addItem(f"{key} ({KV_CACHE_NOTES[key]})", key)
         controls.addWidget(self.kv_combo, 1, 1)
         controls.addWidget(QLabel("GPU layers"), 2, 0)
         gl = QHBoxLayout()
@@ -208,7 +207,7 @@ class FitPanel(QWidget):
         mrow.addWidget(self.measured, 1)
         mrow.addWidget(self.measure_button)
         layout.addLayout(mrow)
-        self._what_if: list[tuple[str, int, Predictor]] = []
+        self._what_if: list[QuantOption] = []
 
         self.ctx_slider.valueChanged.connect(self._update)
         self.kv_combo.currentIndexChanged.connect(self._update)
@@ -246,15 +245,8 @@ class FitPanel(QWidget):
 
     def _plan_other_quants(self) -> None:
         """Predictors for the standard quants llama.cpp would make from this file (planned once)."""
-        shape, machine = self.shape, self.machine
-        header = shape.file_bytes - sum(t.n_bytes for t in shape.tensors)
-        self._what_if = []
-        for q in WHAT_IF_QUANTS:
-            try:
-                planned, plan = shape_for_quant(shape, q, header_bytes=max(header, 0))
-            except (ValueError, KeyError):
-                continue
-            self._what_if.append((q, plan.file_bytes, Predictor(planned, machine)))
+        shape = self.shape
+        self._what_if = quant_options(shape, self.machine, tuple(reversed(STANDARD_QUANTS)))  # smallest first
         src = shape.file_type or "?"
         if src in ("F16", "BF16", "F32"):
             self.quants_note.setText(f"Predicted from this {src} file with llama.cpp's own per-tensor rules.")
@@ -298,7 +290,12 @@ class FitPanel(QWidget):
                 value += p.ram.output_bytes
             self.legend_labels[key].setText(f"{label}: {format_bytes(value)}")
         self.verdict.setText(verdict_sentence(p, gpu_name=self.machine.gpu_name, smaller_quant=smaller))
-        color = {"full_gpu": "#15803d", "partial_gpu": "#15803d", "cpu_only": "#15803d", "too_large": "#b91c1c"}
+        color = {
+            Verdict.FULL_GPU: "#15803d",
+            Verdict.PARTIAL_GPU: "#15803d",
+            Verdict.CPU_ONLY: "#15803d",
+            Verdict.TOO_LARGE: "#b91c1c",
+        }
         self.verdict.setStyleSheet(f"font-size: 15px; font-weight: 600; color: {color[p.verdict]};")
         if p.max_ctx:
             self.max_ctx.setText(f"Largest context that fits with these settings: {p.max_ctx:,} tokens "
@@ -325,24 +322,27 @@ class FitPanel(QWidget):
 
     def _fill_quants(self, s: RunSettings, current: Prediction) -> str | None:
         """Fill the what-if table; return the largest quant that fits when the current one does not."""
-        words = {"full_gpu": "fits on the GPU", "partial_gpu": "fits, partly on the GPU", "cpu_only": "fits (CPU)",
-                 "too_large": "too large"}  # fmt: skip
+        words = {
+            Verdict.FULL_GPU: "fits on the GPU",
+            Verdict.PARTIAL_GPU: "fits, partly on the GPU",
+            Verdict.CPU_ONLY: "fits (CPU)",
+            Verdict.TOO_LARGE: "too large",
+        }
         self.quants_table.setRowCount(len(self._what_if))
-        best_fit = None
-        for r, (q, size, predictor) in enumerate(self._what_if):
-            p = predictor.predict(s, with_max_ctx=False)
+        for r, option in enumerate(self._what_if):
+            p = option.predictor.predict(s, with_max_ctx=False)
             need = p.ram.needed_bytes + p.vram.needed_bytes
-            if p.verdict != "too_large" and (best_fit is None or size > best_fit[1]):
-                best_fit = (q, size)
-            mark = " (this file)" if q == self.shape.file_type else ""
-            for c, text in enumerate([q + mark, format_bytes(size), format_bytes(need), words[p.verdict]]):
+            mark = " (this file)" if option.quant == self.shape.file_type else ""
+            cells = [option.quant + mark, format_bytes(option.file_bytes), format_bytes(need), words[p.verdict]]
+            for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if p.verdict == "too_large":
+                if p.verdict == Verdict.TOO_LARGE:
                     item.setForeground(QColor("#b91c1c"))
                 self.quants_table.setItem(r, c, item)
-        if current.verdict == "too_large" and best_fit is not None:
-            return best_fit[0]
-        return None
+        if current.verdict != Verdict.TOO_LARGE:
+            return None
+        best = largest_fitting(self._what_if, s, below_bytes=self.shape.file_bytes)
+        return best.quant if best else None
 
     def show_measurement(self, rec: MeasurementRecord | None) -> None:
         if rec is None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from desktop_app.core.library.starter import find_starter_model
 from desktop_app.core.quantize import quantize
+from desktop_app.core.starter import find_starter_model
 
 CACHE = Path(os.environ.get("QUANTDESK_BENCH_CACHE", Path.home() / ".cache" / "quantdesk-bench"))
 QUANTS = ["Q4_1", "F16", "Q8_0", "Q4_K_M", "Q4_K_S"]

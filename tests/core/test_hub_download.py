@@ -23,9 +23,9 @@ from desktop_app.core.hub.download import (
 from desktop_app.core.hub.quants import group_files, quant_name, repo_quants
 from desktop_app.core.hub.search import search_models
 from desktop_app.core.library import scan_library
-from desktop_app.core.library.starter import StarterModel
 from desktop_app.core.memory import Machine, RunSettings
 from desktop_app.core.settings import Settings
+from desktop_app.core.starter import StarterModel
 from tests.gguf_factory import write_gguf
 
 GiB = 1024**3

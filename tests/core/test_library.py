@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from desktop_app.core.library import LibraryCache, StarterModel, hf_hub_cache_dir, iter_scan, scan_library
+from desktop_app.core.library import LibraryCache, StarterModel, iter_scan, scan_library
 from desktop_app.core.library import scanner as scanner_mod
+from desktop_app.core.paths import hf_hub_cache_dir
 from desktop_app.core.settings import Settings
 from tests.gguf_factory import Q, patch_u64, truncate, write_gguf, write_split
 

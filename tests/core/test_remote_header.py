@@ -8,7 +8,7 @@ from desktop_app.core.errors import NotAGGUFError
 from desktop_app.core.gguf import read_gguf_header
 from desktop_app.core.hub import HubFileNotFoundError, HubGatedError, HubRepoNotFoundError, HubUnreachableError
 from desktop_app.core.hub.remote_header import fetch_model_headers
-from desktop_app.core.memory.source import load_model_shape
+from desktop_app.core.hub.source import load_model_shape
 from tests.gguf_factory import write_split
 
 

@@ -133,7 +133,7 @@ def test_a_cpu_where_nothing_works_is_said_once_not_looped(fresh_runtime, monkey
 
 
 def test_without_the_starter_a_generated_model_is_checked(fresh_runtime, monkeypatch, tmp_path):
-    from desktop_app.core.library import starter
+    from desktop_app.core import starter
 
     monkeypatch.setattr(starter, "find_starter_model", lambda: starter.StarterModel(None, "not installed"))
     models, label = selfcheck.check_models()

@@ -53,15 +53,10 @@ def test_on_a_faulty_cpu_chat_compare_measure_and_quantize_all_run(faulty_cpu, s
 
 def test_the_default_configuration_really_dies_there(faulty_cpu, starter_path):
     """The simulation is real enough to fail: a child given llama.cpp's defaults is killed."""
+    from desktop_app.core import child
     from desktop_app.core.runtime.config import RUNTIME_ENV, RuntimeConfig
 
-    os.environ[RUNTIME_ENV] = RuntimeConfig().to_json()  # what a child that ignored the check would run
-    try:
-        from desktop_app.core import child
-
-        env = child.child_env(with_runtime=False)
-    finally:
-        del os.environ[RUNTIME_ENV]
+    env = child.child_env(**{RUNTIME_ENV: RuntimeConfig().to_json()})  # what a child that ignored the check runs
     import subprocess
     import sys
 

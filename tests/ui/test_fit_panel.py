@@ -36,8 +36,8 @@ def test_fit_panel_explains_and_follows_the_slider(make_window, qtbot, starter_p
     assert panel.prediction.ram.kv_cache_bytes == 512 * 30 * 192 * 2 * 34 // 32
     # the standard quants, planned from this file
     rows = [panel.quants_table.item(r, 0).text() for r in range(panel.quants_table.rowCount())]
-    assert rows == ["Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
-    assert panel.quants_table.item(1, 1).text() == "105.5 MB"  # what llama.cpp's quantizer writes
+    assert rows == ["Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]  # the one ladder, smallest first
+    assert panel.quants_table.item(3, 1).text() == "105.5 MB"  # Q4_K_M: what llama.cpp's quantizer writes
 
 
 def test_too_large_names_what_would_fit(make_window, qtbot, starter_path):

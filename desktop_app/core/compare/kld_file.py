@@ -24,14 +24,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from desktop_app.core.errors import QuantDeskError
+from desktop_app.core.errors import (
+    KLDFileError,  # noqa: F401 (re-exported)
+)
 
 MAGIC = b"_logits_"
 LOG_PROB_FLOOR = 16.0  # log-probabilities below max - 16 are stored as the minimum
-
-
-class KLDFileError(QuantDeskError):
-    """Not a kl-divergence-base file, or a damaged one."""
 
 
 def row_width(n_vocab: int) -> int:

@@ -17,22 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop_app.core.child import child_command, child_env
-from desktop_app.core.errors import QuantDeskError
+from desktop_app.core.child import child_command
+from desktop_app.core.errors import CompareCancelled, CompareError, QuantDeskError  # noqa: F401 (re-exported)
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory.history import model_fingerprint
 from desktop_app.core.paths import app_paths
+from desktop_app.core.runtime import llama_child_env
 from desktop_app.resources import resource_path
 
 DEFAULT_N_CTX = 512
 DEFAULT_TEXT = "compare/fidelity-text.txt"
-
-
-class CompareError(QuantDeskError):
-    pass
-
-
-class CompareCancelled(CompareError):
-    pass
 
 
 @dataclass
@@ -130,7 +124,7 @@ def run_comparison(
     check_same_vocabulary(reference, candidates)
     predicted = {p: predict_memory(p, n_ctx, machine) for p in dict.fromkeys([reference, *candidates])}
     ref_pred = predicted[reference]
-    if ref_pred is not None and ref_pred.verdict == "too_large":
+    if ref_pred is not None and ref_pred.verdict == Verdict.TOO_LARGE:
         raise CompareError(
             f"The reference {Path(reference).name} needs about {_gb(ref_pred.ram.total_bytes)} and does not fit in "
             "this computer's memory. Pick a smaller reference (Q8_0 is close to F16 for this purpose)."
@@ -193,8 +187,8 @@ def model_quant(path: str) -> str:
 
 def predict_memory(path: str, n_ctx: int, machine=None):
     """What loading the model for the comparison takes on this machine (None when unknown)."""
+    from desktop_app.core.hub.source import load_model_shape
     from desktop_app.core.memory import Machine, Predictor, RunSettings
-    from desktop_app.core.memory.source import load_model_shape
 
     try:
         if machine is None:
@@ -220,7 +214,7 @@ def _run_child(job: dict, index: int, n_models: int, role: str, progress, cancel
         job_path = f.name
     proc = subprocess.Popen(
         child_command("desktop_app.core.compare._fidelity_child", job_path), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=child_env(),
+        stderr=subprocess.PIPE, text=True, env=llama_child_env(),
     )  # fmt: skip
     stderr_tail: list[str] = []
 

@@ -18,13 +18,13 @@ import threading
 import time
 from typing import Any
 
+from desktop_app.core.gguf.quant_names import KV_TYPE_IDS
 from desktop_app.core.runtime.llama_setup import LlamaLoadError
 
 # Tokens streamed within this long of the last message go out together: on a small machine every
 # message wakes the app's process, which then competes with llama.cpp's threads for the cores.
 TOKEN_FLUSH_S = 0.015
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
-KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
 
 def run() -> None:
@@ -98,7 +98,7 @@ def _load(state: dict, p: dict, send) -> None:
     lines: list[str] = []
 
     t0 = time.perf_counter()
-    kv = KV_TYPES.get(p.get("kv_type", "f16"), 1)
+    kv = KV_TYPE_IDS.get(p.get("kv_type", "f16"), 1)
     fa = {"auto": -1, "off": 0, "on": 1}[p.get("flash_attn", "auto")]
     kwargs = dict(
         model_path=p["path"],

@@ -19,15 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from desktop_app.core.child import child_command, child_env, describe_exit
-from desktop_app.core.errors import QuantDeskError
+from desktop_app.core.child import child_command, describe_exit
+from desktop_app.core.errors import (
+    EngineError,  # noqa: F401 (re-exported)
+)
+from desktop_app.core.kinds import EventKind
+from desktop_app.core.runtime import llama_child_env
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
-
-
-class EngineError(QuantDeskError):
-    """The engine could not do what was asked (no model, load failed, it died)."""
 
 
 @dataclass
@@ -36,7 +36,7 @@ class EngineEvent:
     it is made of (one per token, or per character that took several tokens): pieces streamed close
     together travel in one event."""
 
-    kind: str  # ready | loaded | unloaded | token | done | error | tokens | died
+    kind: EventKind
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,7 +115,7 @@ class Engine:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_env(),
+            env=llama_child_env(),
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -135,13 +135,14 @@ class Engine:
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             try:
-                kind, data = json.loads(line)
-            except ValueError:
+                raw_kind, data = json.loads(line)
+                kind = EventKind(raw_kind)
+            except (ValueError, TypeError):
                 continue
-            if kind == "loaded":
+            if kind == EventKind.LOADED:
                 self.loaded = data
             self._listener(EngineEvent(kind, data))
-            if kind == "bye":
+            if kind == EventKind.BYE:
                 break
         try:
             code = proc.wait(timeout=5)
@@ -151,7 +152,7 @@ class Engine:
             self.loaded = None
             last = self.stderr_tail[-1] if self.stderr_tail else ""
             msg = f"The engine {describe_exit(code)}." + (f" Its last words: {last}" if last else "")
-            self._listener(EngineEvent("died", {"message": msg, "exitcode": code}))
+            self._listener(EngineEvent(EventKind.DIED, {"message": msg, "exitcode": code}))
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:
         proc = self._proc
@@ -251,9 +252,9 @@ class SyncEngine:
                 ev = self.events.get(timeout=timeout)
             except queue.Empty:
                 raise EngineError("The engine did not answer in time.") from None
-            if ev.kind == "died":
+            if ev.kind == EventKind.DIED:
                 raise EngineError(ev.data["message"])
-            if ev.kind == "error" and (rid is None or ev.request_id in (rid, None)):
+            if ev.kind == EventKind.ERROR and (rid is None or ev.request_id in (rid, None)):
                 raise EngineError(ev.data["message"])
             if ev.kind in kinds and (rid is None or ev.request_id == rid):
                 return ev
@@ -268,5 +269,5 @@ class SyncEngine:
         while True:
             ev = self._wait({"token", "done"}, rid)
             yield ev
-            if ev.kind == "done":
+            if ev.kind == EventKind.DONE:
                 return

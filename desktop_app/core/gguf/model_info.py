@@ -6,15 +6,16 @@ metadata comes from the first shard, the tensors from all of them.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from desktop_app.core.gguf.ggml_types import file_type_name, ggml_type_name
+from desktop_app.core.gguf.ggml_types import ggml_type_name
+from desktop_app.core.gguf.quant_names import header_quant
 from desktop_app.core.gguf.reader import GGUFArray, GGUFHeader
+from desktop_app.core.gguf.split import model_stem
+from desktop_app.core.kinds import ModelKind
 
-SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
 MAX_SHOWN_VALUE = 400  # characters of a metadata value kept for display
 MAX_SHOWN_KEYS = 1000  # metadata rows kept for display (real models have 20 to 60)
 MAX_SHOWN_TEMPLATE = 256 * 1024  # characters of the chat template kept (the largest real ones are ~40 KB)
@@ -44,7 +45,7 @@ class MetadataItem:
 class ModelInfo:
     name: str
     architecture: str
-    kind: str  # "model", "projector" (multimodal mmproj), "vocab" (tokenizer only), "adapter"
+    kind: ModelKind
     n_params: int
     quant: str  # Q4_K_M, Q8_0, F16, … (from general.file_type, else the dominant tensor type)
     quant_guessed: bool
@@ -91,6 +92,7 @@ class ModelInfo:
         data = dict(data)
         data["tensor_mix"] = [TensorTypeShare(**t) for t in data.get("tensor_mix", [])]
         data["metadata"] = [MetadataItem(**m) for m in data.get("metadata", [])]
+        data["kind"] = ModelKind(data.get("kind", "model"))
         return cls(**data)
 
 
@@ -162,33 +164,23 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
     ]
     n_params = sum(elements.values())
 
-    quant = file_type_name(_int(md.get("general.file_type")))
-    guessed = False
-    if quant is None:
-        guessed = True
-        # The type holding the most weights among 2-D (matrix) tensors names the quant.
-        by_type: Counter[int] = Counter()
-        for h in headers:
-            for t in h.tensors:
-                if len(t.shape) >= 2:
-                    by_type[t.type_id] += t.n_elements
-        quant = ggml_type_name(by_type.most_common(1)[0][0]) if by_type else "—"
+    quant, guessed = header_quant(md, (t for h in headers for t in h.tensors))
 
     gtype = _short(md.get("general.type")) or "model"
     warnings: list[str] = []
     if arch == "clip" or gtype == "mmproj":
-        kind = "projector"
+        kind = ModelKind.PROJECTOR
         warnings.append(
             "This is a multimodal projector (mmproj), used beside a language model; it cannot chat on its own."
         )
     elif gtype == "adapter" or "adapter.type" in md:
-        kind = "adapter"
+        kind = ModelKind.ADAPTER
         warnings.append("This is a LoRA adapter, applied on top of a base model; it cannot chat on its own.")
     elif not any(h.tensors for h in headers):
-        kind = "vocab"
+        kind = ModelKind.VOCAB
         warnings.append("This file holds only a tokenizer vocabulary, no weights.")
     else:
-        kind = "model"
+        kind = ModelKind.MODEL
 
     vocab = _array_len(md.get("tokenizer.ggml.tokens")) or _int(md.get(a + "vocab_size"))
     rope = {
@@ -210,8 +202,7 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
         )
         template = template[:MAX_SHOWN_TEMPLATE]
     # People recognise the file name (it carries the quant); general.name is often a training tag.
-    m = SPLIT_RE.match(file_name)
-    name = m.group("stem") if m else re.sub(r"\.gguf$", "", file_name, flags=re.IGNORECASE)
+    name = model_stem(file_name)
     title = md.get("general.name")
 
     metadata = [

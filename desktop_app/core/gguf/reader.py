@@ -27,6 +27,7 @@ from desktop_app.core.errors import (
     UnsupportedGGUFError,
 )
 from desktop_app.core.gguf.ggml_types import GGML_TYPES, ggml_type_name
+from desktop_app.core.gguf.split import part_names
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -531,14 +532,7 @@ def read_model_headers(path: str | os.PathLike[str]) -> list[GGUFHeader]:
         FileNotFoundError: a part is missing (the message names it).
         NotAGGUFError, TruncatedGGUFError, CorruptGGUFError, UnsupportedGGUFError.
     """
-    from desktop_app.core.gguf.model_info import SPLIT_RE
-
-    path = os.fspath(path)
-    m = SPLIT_RE.match(os.path.basename(path))
-    if not m:
-        return [read_gguf_header(path)]
-    folder, stem, total = os.path.dirname(path), m.group("stem"), int(m.group("total"))
-    parts = [os.path.join(folder, f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+    parts = part_names(os.fspath(path))
     for p in parts:
         if not os.path.exists(p):
             raise FileNotFoundError(f"Part {os.path.basename(p)} of this split model is missing.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from collections.abc import Callable
 
 import psutil
 
 from desktop_app.core.hardware.types import CpuInfo, RamInfo
+from desktop_app.core.sysctl import run_sysctl
 
 # /proc/cpuinfo flag -> the name llama.cpp prints in its system info, in llama.cpp's order.
 X86_FEATURES = [
@@ -47,15 +47,6 @@ DARWIN_ARM_FEATURES = [
 ]
 
 Sysctl = Callable[[str], "str | None"]
-
-
-def run_sysctl(key: str) -> str | None:
-    """Read one macOS sysctl value; None when it does not exist."""
-    try:
-        out = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=2, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def _cpuinfo_fields(text: str) -> dict[str, str]:

@@ -16,9 +16,10 @@ import subprocess
 import sys
 
 from desktop_app.core.child import child_command, child_env
+from desktop_app.core.errors import ProbeError  # noqa: F401 (re-exported)
 from desktop_app.core.hardware.types import GpuInfo, LlamaCppInfo, LlamaDevice
+from desktop_app.core.runtime.backends import PACKAGE, backend_dirs, llama_cpp_lib_dir
 
-PACKAGE = "llama-cpp-python"
 PROBE_TIMEOUT_S = 30
 # backend library stem -> the name people know it by
 BACKEND_LIBS = {
@@ -39,25 +40,9 @@ _LIB_RE = re.compile(r"^(?:lib)?(ggml-[a-z0-9]+)(?:-[A-Za-z0-9_]+)?\.(?:so|dylib
 _VERSION_RE = re.compile(r"ggml-base\.so\.(\d+\.\d+\.\d+)$")
 
 
-def llama_cpp_lib_dir() -> str | None:
-    """Where llama-cpp-python keeps its shared libraries, or None when it is not installed."""
-    try:
-        spec = importlib.util.find_spec("llama_cpp")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        lib = os.path.join(location, "lib")
-        if os.path.isdir(lib):
-            return lib
-    return None
-
-
 def backends_in(lib_dir: str) -> tuple[list[str], str | None]:
     """Backend names from the library files in ``lib_dir`` (and the plug-in folder of a
     GGML_BACKEND_DL wheel), and ggml's version if it shows."""
-    from desktop_app.core.runtime.backends import backend_dirs
 
     found: list[str] = []
     version = None
@@ -182,12 +167,8 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True,
     )
 
 
-class ProbeError(Exception):
-    pass
-
-
 def _run_probe(lib_dir: str) -> dict:
-    env = child_env(with_runtime=False)
+    env = child_env()
     try:
         proc = subprocess.run(
             child_command("desktop_app.core.hardware._llama_probe", lib_dir),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop_app.core.errors import CorruptDownloadError, DiskFullError, DownloadCancelled  # noqa: F401 (re-exported)
 from desktop_app.core.hub.errors import HubError, HubUnreachableError, endpoint, translate_errors
 from desktop_app.core.hub.safety import (
     UnsafeHubAnswerError,
@@ -35,18 +36,6 @@ log = logging.getLogger(__name__)
 DISK_MARGIN_BYTES = 512 * 1024 * 1024
 RETRIES = 5
 BACKOFF_S = (1, 2, 4, 8, 16)
-
-
-class DownloadCancelled(HubError):
-    """The user cancelled (or paused) the download; what was fetched is kept for a resume."""
-
-
-class DiskFullError(HubError):
-    pass
-
-
-class CorruptDownloadError(HubError):
-    pass
 
 
 @dataclass
@@ -71,7 +60,7 @@ class DownloadResult:
 
 
 def _cache_dir() -> Path:
-    from desktop_app.core.library import hf_hub_cache_dir
+    from desktop_app.core.paths import hf_hub_cache_dir
 
     return Path(hf_hub_cache_dir())
 

@@ -9,29 +9,16 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from desktop_app.core.errors import QuantDeskError
+from desktop_app.core.errors import (  # noqa: F401 (re-exported)
+    HubError,
+    HubFileNotFoundError,
+    HubGatedError,
+    HubRepoNotFoundError,
+    HubUnreachableError,
+    QuantDeskError,
+)
 
 T = TypeVar("T")
-
-
-class HubError(QuantDeskError):
-    """Something went wrong talking to the Hugging Face Hub."""
-
-
-class HubUnreachableError(HubError):
-    """No connection to the Hub (offline, DNS, proxy, timeout)."""
-
-
-class HubRepoNotFoundError(HubError):
-    pass
-
-
-class HubFileNotFoundError(HubError):
-    pass
-
-
-class HubGatedError(HubError):
-    """The repo needs an accepted licence and a token."""
 
 
 def endpoint() -> str:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from desktop_app.core.gguf import SPLIT_RE
 from desktop_app.core.gguf.model_info import model_info_from_headers
+from desktop_app.core.gguf.quant_names import STANDARD_QUANTS, quant_from_filename
+from desktop_app.core.gguf.split import group_parts
 from desktop_app.core.hub.errors import HubError, endpoint, translate_errors
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
+from desktop_app.core.memory.explain import QuantOption, quant_options
 from desktop_app.core.memory.predictor import Prediction
-
-QUANT_RE = re.compile(
-    r"(?<![A-Za-z0-9])(IQ[1-4]_(?:XXS|XS|S|M|NL)|Q[2-8]_K(?:_[SML]|_XL)?|Q[4-8]_[01]|Q2_K_S|TQ[12]_0|MXFP4|BF16|F16|F32)"
-    r"(?![A-Za-z0-9])",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -52,11 +47,11 @@ class RepoQuants:
     def recommended(self) -> tuple[RepoFile | None, str]:
         """Largest quant that fits fully on the GPU, else largest that fits in RAM with headroom."""
         ok = [f for f in self.files if f.prediction is not None and not f.mmproj]
-        full = [f for f in ok if f.prediction.verdict == "full_gpu"]
+        full = [f for f in ok if f.prediction.verdict == Verdict.FULL_GPU]
         if full:
             best = max(full, key=lambda f: f.size_bytes)
             return best, f"{best.quant} is the largest quant that fits entirely on your GPU."
-        ram = [f for f in ok if f.prediction.verdict in ("cpu_only", "partial_gpu")]
+        ram = [f for f in ok if f.prediction.verdict in (Verdict.CPU_ONLY, Verdict.PARTIAL_GPU)]
         if ram:
             best = max(ram, key=lambda f: f.size_bytes)
             return best, f"{best.quant} is the largest quant that fits in your memory with room to spare."
@@ -64,28 +59,19 @@ class RepoQuants:
 
 
 def quant_name(filename: str) -> str:
-    m = QUANT_RE.search(os.path.basename(filename))
-    return m.group(1).upper() if m else "?"
+    """The quant a file's name says, or "?" (then the header decides)."""
+    return quant_from_filename(filename) or "?"
 
 
 def group_files(siblings: list[tuple[str, int, str]]) -> list[RepoFile]:
     """(name, size, sha256) of every .gguf → one RepoFile per model (split parts together)."""
-    groups: dict[tuple[str, str], list[tuple[int, str, int, str]]] = {}
-    singles: list[RepoFile] = []
-    for name, size, sha in siblings:
-        if not name.lower().endswith(".gguf"):
-            continue
-        m = SPLIT_RE.match(os.path.basename(name))
-        if m:
-            key = (os.path.dirname(name), m.group("stem"))
-            groups.setdefault(key, []).append((int(m.group("no")), name, size, sha))
-        else:
-            singles.append(RepoFile(name, [name], quant_name(name), size, [sha], mmproj="mmproj" in name.lower()))
-    for parts in groups.values():
-        parts.sort()
-        names = [p[1] for p in parts]
-        singles.append(RepoFile(names[0], names, quant_name(names[0]), sum(p[2] for p in parts), [p[3] for p in parts]))
-    return sorted(singles, key=lambda f: (f.mmproj, f.size_bytes))
+    ggufs = [s for s in siblings if s[0].lower().endswith(".gguf")]
+    files = []
+    for parts in group_parts(ggufs, lambda s: s[0]):
+        names = [p[0] for p in parts]
+        files.append(RepoFile(names[0], names, quant_name(names[0]), sum(p[1] for p in parts), [p[2] for p in parts],
+                              mmproj=len(parts) == 1 and "mmproj" in names[0].lower()))  # fmt: skip
+    return sorted(files, key=lambda f: (f.mmproj, f.size_bytes))
 
 
 def repo_quants(
@@ -152,18 +138,14 @@ def repo_quants(
     return result
 
 
-CONVERSION_QUANTS = ["Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
-
-
 def _plan_conversion(result: RepoQuants, api, repo_id: str, revision: str, machine: Machine, settings) -> None:
     """For safetensors-only repos: the quants conversion would produce, sized and fitted from config.json."""
     import json
 
     from huggingface_hub import hf_hub_download
 
-    from desktop_app.core.library import hf_hub_cache_dir
     from desktop_app.core.memory.hf_config import shape_from_hf_config
-    from desktop_app.core.memory.quant_plan import shape_for_quant
+    from desktop_app.core.paths import hf_hub_cache_dir
 
     def read(name: str) -> dict | None:
         try:
@@ -184,13 +166,12 @@ def _plan_conversion(result: RepoQuants, api, repo_id: str, revision: str, machi
     except (ValueError, KeyError, TypeError) as exc:
         result.notes.append(str(exc))
         return
-    for q in CONVERSION_QUANTS:
-        shape, plan = shape_for_quant(f16, q, header_bytes=header) if q != "F16" else (f16, None)
-        size = plan.file_bytes if plan else f16.file_bytes
-        rf = RepoFile(f"(convert) {q}", [], q, size, [], shape=shape)
-        rf.prediction = Predictor(shape, machine).predict(settings)
-        n = sum(t.n_bytes for t in shape.tensors)
-        rf.bits_per_weight = n * 8 / shape.n_params if shape.n_params else None
+    f16_option = QuantOption("F16", f16.file_bytes, f16, Predictor(f16, machine))
+    for option in [*quant_options(f16, machine, tuple(reversed(STANDARD_QUANTS))), f16_option]:
+        rf = RepoFile(f"(convert) {option.quant}", [], option.quant, option.file_bytes, [], shape=option.shape)
+        rf.prediction = option.predictor.predict(settings)
+        n = sum(t.n_bytes for t in option.shape.tensors)
+        rf.bits_per_weight = n * 8 / option.shape.n_params if option.shape.n_params else None
         result.files.append(rf)
     result.notes.append("No GGUF files here: sizes are predicted for the quants that conversion would produce.")
 
@@ -199,7 +180,7 @@ def _read_card(repo_id: str, revision: str, token: str | None) -> str:
     from huggingface_hub import hf_hub_download
 
     try:
-        from desktop_app.core.library import hf_hub_cache_dir
+        from desktop_app.core.paths import hf_hub_cache_dir
 
         path = hf_hub_download(
             repo_id, "README.md", revision=revision, token=token, endpoint=endpoint(), cache_dir=hf_hub_cache_dir()

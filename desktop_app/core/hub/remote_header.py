@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.core.gguf import SPLIT_RE, GGUFArray, GGUFHeader, NeedMoreBytes, TensorInfo, parse_gguf_header
+from desktop_app.core.gguf import GGUFArray, GGUFHeader, NeedMoreBytes, TensorInfo, parse_gguf_header
+from desktop_app.core.gguf.split import is_first_part, part_names
 from desktop_app.core.hub.errors import HubError, HubFileNotFoundError, endpoint, translate_errors
 from desktop_app.core.paths import app_paths
 
@@ -201,7 +202,7 @@ def list_gguf_files(repo_id: str, *, revision: str = "main", token: str | None =
 
 def _pick_file(repo_id: str, files: list[str]) -> str:
     models = [f for f in files if "mmproj" not in f.lower()]
-    firsts = [f for f in models if not SPLIT_RE.match(os.path.basename(f)) or "-00001-of-" in f]
+    firsts = [f for f in models if is_first_part(f)]
     if not firsts:
         raise HubFileNotFoundError(f"{repo_id} has no GGUF files. Pick a repo with GGUF quants (or convert).")
     if len(firsts) == 1:
@@ -226,15 +227,7 @@ def fetch_model_headers(
     """
     if filename is None:
         filename = _pick_file(repo_id, list_gguf_files(repo_id, revision=revision, token=token))
-    m = SPLIT_RE.match(os.path.basename(filename))
-    names = [filename]
-    if m:
-        folder = os.path.dirname(filename)
-        total = int(m.group("total"))
-        names = [
-            (folder + "/" if folder else "") + f"{m.group('stem')}-{i:05d}-of-{total:05d}.gguf"
-            for i in range(1, total + 1)
-        ]
+    names = part_names(filename)
     headers, fetched, cached, commit = [], 0, True, revision
     for name in names:
         h, commit, n, from_cache = fetch_file_header(repo_id, name, revision=revision, token=token)

@@ -12,7 +12,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from desktop_app.core.hub.errors import HubError
+from desktop_app.core.errors import UnsafeHubAnswerError  # noqa: F401 (re-exported)
 
 _NAME_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"^{_NAME_PART}/{_NAME_PART}$")
@@ -22,11 +22,6 @@ _REVISION_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}(?:/[A-Za-z0-9._-]{1,200}){0,4
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\\:]")
 MAX_FILENAME_CHARS = 1000
 MAX_FILE_BYTES = 1 << 41  # 2 TiB: no model file is larger; a bigger size is a lie
-
-
-class UnsafeHubAnswerError(HubError):
-    """The server answered with something that cannot be used safely (a path outside the cache, a
-    malformed checksum or commit, an absurd size). Nothing was written."""
 
 
 def check_repo_id(repo_id: str) -> str:

@@ -1,15 +1,9 @@
 """The local model library: scanning folders, the HF cache and the starter model."""
 
 from desktop_app.core.library.cache import LibraryCache
-from desktop_app.core.library.scanner import (
-    LibraryEntry,
-    ScanProgress,
-    ScanResult,
-    hf_hub_cache_dir,
-    iter_scan,
-    scan_library,
-)
-from desktop_app.core.library.starter import StarterModel, find_starter_model
+from desktop_app.core.library.entry import LibraryEntry, ScanProgress, ScanResult
+from desktop_app.core.library.scanner import iter_scan, scan_library
+from desktop_app.core.starter import StarterModel, find_starter_model
 
 __all__ = [
     "LibraryCache",
@@ -18,7 +12,6 @@ __all__ = [
     "ScanResult",
     "StarterModel",
     "find_starter_model",
-    "hf_hub_cache_dir",
     "iter_scan",
     "scan_library",
 ]

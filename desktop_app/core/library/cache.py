@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from desktop_app.core.library.entry import LibraryEntry
 from desktop_app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ class LibraryCache:
         return cache
 
     def get(self, path: str, signature: list):
-        from desktop_app.core.library.scanner import LibraryEntry
-
         item = self._entries.get(os.path.abspath(path))
         if not item or item.get("signature") != signature:
             return None
@@ -73,8 +72,6 @@ class LibraryCache:
 
     def last_entries(self) -> list:
         """The previous scan's entries, straight from the cache (no disk access beyond the file)."""
-        from desktop_app.core.library.scanner import LibraryEntry
-
         out = []
         for key in self._last:
             item = self._entries.get(key)

@@ -13,89 +13,28 @@ import logging
 import os
 import time
 from collections.abc import Generator, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from desktop_app.core.errors import GGUFError
-from desktop_app.core.gguf import SPLIT_RE, ModelInfo, model_info_from_headers, read_gguf_header
+from desktop_app.core.gguf import model_info_from_headers, read_gguf_header
+from desktop_app.core.gguf.split import group_parts, missing_parts, parse_split
 from desktop_app.core.library.cache import LibraryCache, file_signature
-from desktop_app.core.library.starter import StarterModel, find_starter_model
+from desktop_app.core.library.entry import (
+    SOURCE_FILE,
+    SOURCE_FOLDER,
+    SOURCE_HF,
+    SOURCE_STARTER,
+    LibraryEntry,
+    ScanProgress,
+    ScanResult,
+)
+from desktop_app.core.paths import hf_hub_cache_dir
 from desktop_app.core.settings import Settings
+from desktop_app.core.starter import StarterModel, find_starter_model
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # folders below a configured folder that are searched
-SOURCE_FOLDER, SOURCE_FILE, SOURCE_HF, SOURCE_STARTER = "folder", "file", "hf-cache", "starter"
-
-
-@dataclass
-class LibraryEntry:
-    """One model in the library (all shards of a split model), or one file that failed to read."""
-
-    id: str  # absolute path of the first shard
-    paths: list[str]
-    source: str  # folder | file | hf-cache | starter
-    source_label: str  # the folder, "Hugging Face cache", …
-    file_bytes: int
-    info: ModelInfo | None = None
-    error: str | None = None
-    repo_id: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self.info:
-            return self.info.name
-        return os.path.basename(self.id)
-
-    @property
-    def file_name(self) -> str:
-        return os.path.basename(self.id)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["info"] = self.info.to_dict() if self.info else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LibraryEntry:
-        d = dict(d)
-        d["info"] = ModelInfo.from_dict(d["info"]) if d.get("info") else None
-        return cls(**d)
-
-
-@dataclass
-class ScanProgress:
-    done: int
-    total: int
-    current: str
-
-
-@dataclass
-class ScanResult:
-    entries: list[LibraryEntry]
-    folder_problems: list[str] = field(default_factory=list)  # folders that could not be searched
-    notices: list[str] = field(default_factory=list)  # e.g. "starter model not installed"
-    elapsed_s: float = 0.0
-    parsed: int = 0  # headers actually read (the rest came from the cache)
-
-    @property
-    def models(self) -> list[LibraryEntry]:
-        return [e for e in self.entries if e.error is None]
-
-    @property
-    def problems(self) -> list[LibraryEntry]:
-        return [e for e in self.entries if e.error is not None]
-
-
-def hf_hub_cache_dir() -> str:
-    """The Hugging Face cache folder, resolved from the environment the way huggingface_hub does."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return os.path.expanduser(explicit)
-    home = os.environ.get("HF_HOME")
-    if not home:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(xdg, "huggingface")
-    return os.path.join(os.path.expanduser(home), "hub")
 
 
 @dataclass
@@ -213,33 +152,6 @@ def _collect(settings: Settings, starter: StarterModel | None, problems: list[st
     return unique
 
 
-def _group_shards(found: list[_Found]) -> list[list[_Found]]:
-    """Put the shards of split models together, ordered; single files stay alone."""
-    groups: dict[tuple[str, str, str], dict[int, _Found]] = {}
-    order: list[tuple[str, ...]] = []
-    singles: dict[tuple[str, ...], list[_Found]] = {}
-    for f in found:
-        m = SPLIT_RE.match(os.path.basename(f.path))
-        if m:
-            key = (os.path.dirname(f.path), m.group("stem"), m.group("total"))
-            if key not in groups:
-                groups[key] = {}
-                order.append(key)
-            groups[key][int(m.group("no"))] = f
-        else:
-            key1 = (f.path,)
-            singles[key1] = [f]
-            order.append(key1)
-    out = []
-    for key in order:
-        if len(key) == 1:
-            out.append(singles[key])
-        else:
-            shards = groups[key]
-            out.append([shards[n] for n in sorted(shards)])
-    return out
-
-
 def _read_group(group: list[_Found]) -> LibraryEntry:
     first = group[0]
     entry = LibraryEntry(
@@ -266,11 +178,10 @@ def _read_group(group: list[_Found]) -> LibraryEntry:
             return entry
     entry.file_bytes = sum(sizes)
 
-    m = SPLIT_RE.match(os.path.basename(first.path))
-    if m:
-        total = int(m.group("total"))
-        present = {int(SPLIT_RE.match(os.path.basename(f.path)).group("no")) for f in group}
-        missing = [n for n in range(1, total + 1) if n not in present]
+    split = parse_split(first.path)
+    if split:
+        total = split.total
+        missing = missing_parts(f.path for f in group)
         if missing:
             shown = ", ".join(str(n) for n in missing[:8]) + ("…" if len(missing) > 8 else "")
             entry.error = (
@@ -321,7 +232,7 @@ def iter_scan(
     else:
         starter = None
     found = _collect(settings, starter, folder_problems)
-    groups = _group_shards(found)
+    groups = group_parts(found, lambda f: f.path)
     entries: list[LibraryEntry] = []
     parsed = 0
     for i, group in enumerate(groups):

@@ -12,7 +12,8 @@ import ctypes
 import json
 import sys
 
-KV_TYPES = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "bf16": 30}
+from desktop_app.core.gguf.quant_names import KV_TYPE_IDS
+
 FLASH = {"auto": -1, "off": 0, "on": 1}
 
 
@@ -58,8 +59,8 @@ def main() -> int:
     cp.n_seq_max = 1
     threads = llama_threads(config)
     cp.n_threads, cp.n_threads_batch = threads["n_threads"], threads["n_threads_batch"]
-    cp.type_k = KV_TYPES[args.kv_type]
-    cp.type_v = KV_TYPES[args.kv_type]
+    cp.type_k = KV_TYPE_IDS[args.kv_type]
+    cp.type_v = KV_TYPE_IDS[args.kv_type]
     cp.flash_attn_type = FLASH[args.flash_attn]
     cp.swa_full = args.swa_full  # llama.cpp's default is True; QuantDesk's engine, like llama-server, uses False
     ctx = llama_cpp.llama_init_from_model(model, cp)

@@ -7,15 +7,14 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from desktop_app.core.child import child_command, child_env
-from desktop_app.core.errors import QuantDeskError
+from desktop_app.core.child import child_command
+from desktop_app.core.errors import (
+    MeasureError,  # noqa: F401 (re-exported)
+)
 from desktop_app.core.memory.llama_log import MeasuredBuffers, parse_llama_log
+from desktop_app.core.runtime import llama_child_env
 
 MEASURE_TIMEOUT_S = 300
-
-
-class MeasureError(QuantDeskError):
-    """llama.cpp could not load the model to measure it."""
 
 
 @dataclass
@@ -56,7 +55,7 @@ def measure_allocations(
     if swa_full:
         cmd.append("--swa-full")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=MEASURE_TIMEOUT_S, env=child_env())
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=MEASURE_TIMEOUT_S, env=llama_child_env())
     except subprocess.TimeoutExpired:
         raise MeasureError(f"llama.cpp took over {MEASURE_TIMEOUT_S} s to load {path}.") from None
     try:

@@ -32,10 +32,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from desktop_app.core.gguf.ggml_types import GGML_TYPES
+from desktop_app.core.gguf.quant_names import KV_TYPE_IDS
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory.shape import ModelShape
 
 MIB = 1024 * 1024
-KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2, "f32": 0, "bf16": 30}
 KV_PAD = 256
 OP_CHECK_BATCH = 512  # the batch llama.cpp places weights for (weight_buft_supported)
 OP_OFFLOAD_MIN_BATCH = 32  # GPU backends run an op on host weights when its batch is this large
@@ -173,7 +174,7 @@ class Prediction:
     n_ubatch: int
     ram: DeviceMemory
     vram: DeviceMemory
-    verdict: str  # full_gpu | partial_gpu | cpu_only | too_large
+    verdict: Verdict
     ram_free_bytes: int
     vram_free_bytes: int
     approximate: bool = False
@@ -275,7 +276,7 @@ class _Model:
 
 
 def _type_bytes(n_elements: int, kv_type: str) -> int:
-    t = GGML_TYPES[KV_TYPES[kv_type]]
+    t = GGML_TYPES[KV_TYPE_IDS[kv_type]]
     return n_elements // t.block_size * t.type_size
 
 
@@ -436,13 +437,13 @@ class Predictor:
         fits_ram = ram.needed_bytes + RAM_MARGIN_BYTES <= ram_free
         fits_vram = not vram.needed_bytes or vram.needed_bytes + VRAM_MARGIN_BYTES <= vram_free
         if not (fits_ram and fits_vram):
-            verdict = "too_large"
+            verdict = Verdict.TOO_LARGE
         elif ngl == 0:
-            verdict = "cpu_only"
+            verdict = Verdict.CPU_ONLY
         elif ngl >= n + 1:
-            verdict = "full_gpu"
+            verdict = Verdict.FULL_GPU
         else:
-            verdict = "partial_gpu"
+            verdict = Verdict.PARTIAL_GPU
         if not settings.mmap:
             notes.append("without mmap the weights are read into RAM up front")
         return Prediction(
@@ -466,7 +467,7 @@ class Predictor:
         if not self.machine.has_gpu:
             return 0
         lo, hi = 0, self.shape.n_layer + 1
-        if self.evaluate(settings, hi).verdict != "too_large":
+        if self.evaluate(settings, hi).verdict != Verdict.TOO_LARGE:
             return hi
         while lo < hi:  # largest n with VRAM fitting; VRAM need grows with n
             mid = (lo + hi + 1) // 2
@@ -494,7 +495,7 @@ class Predictor:
 
         def fits(ctx: int) -> bool:
             trial = RunSettings(**{**asdict(settings), "n_ctx": ctx})
-            return self.predict(trial, with_max_ctx=False).verdict != "too_large"
+            return self.predict(trial, with_max_ctx=False).verdict != Verdict.TOO_LARGE
 
         lo, hi = 1, limit // KV_PAD
         if not fits(KV_PAD):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from desktop_app.core.errors import CorruptGGUFError
 from desktop_app.core.gguf import GGUFArray, GGUFHeader
-from desktop_app.core.gguf.ggml_types import file_type_name, ggml_type_name
+from desktop_app.core.gguf.quant_names import header_quant
 
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 # Architectures llama.cpp gives sliding-window layers by default: (period, dense_first)
@@ -223,11 +223,7 @@ def model_shape(headers: list[GGUFHeader]) -> ModelShape:
     if missing:
         approx.append("missing metadata: " + ", ".join(missing))
 
-    ft = md.get("general.file_type")
-    quant = file_type_name(ft if isinstance(ft, int) else None)
-    if quant is None and tensors:
-        biggest = max(tensors, key=lambda t: t.n_bytes)
-        quant = ggml_type_name(biggest.type_id)
+    quant = header_quant(md, tensors)[0] if tensors else None
     return ModelShape(
         architecture=arch,
         n_layer=n_layer,

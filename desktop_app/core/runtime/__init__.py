@@ -5,6 +5,7 @@ from desktop_app.core.runtime.selfcheck import (
     Attempt,
     RuntimeChoice,
     ensure_runtime,
+    llama_child_env,
     runtime_for_children,
     set_threads_override,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "RuntimeConfig",
     "default_threads",
     "ensure_runtime",
+    "llama_child_env",
     "runtime_for_children",
     "set_threads_override",
 ]

@@ -13,12 +13,30 @@ importing llama_cpp.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
 
 _LIB_RE = re.compile(r"^(?:lib)?ggml-([a-z0-9]+)(?:-([A-Za-z0-9_]+))?\.(?:so|dylib|dll)$")
 _NOT_BACKENDS = {"base"}
+
+PACKAGE = "llama-cpp-python"
+
+
+def llama_cpp_lib_dir() -> str | None:
+    """Where llama-cpp-python keeps its shared libraries, or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        lib = os.path.join(location, "lib")
+        if os.path.isdir(lib):
+            return lib
+    return None
 
 
 def backend_dirs(lib_dir: str) -> list[str]:

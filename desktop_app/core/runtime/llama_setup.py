@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
+from desktop_app.core.errors import LlamaLoadError  # noqa: F401 (re-exported)
 from desktop_app.core.runtime.backends import backend_dirs, ggml_library, load_backends
 from desktop_app.core.runtime.config import FAULT_MIN_TOKENS, RuntimeConfig, faulty_configs
 
@@ -95,10 +96,6 @@ def llama_threads(config: RuntimeConfig, requested: int | None = None) -> dict[s
         requested = default_threads()[0]
     n = requested or config.n_threads
     return {"n_threads": n, "n_threads_batch": requested or config.n_threads_batch or n}
-
-
-class LlamaLoadError(RuntimeError):
-    """llama.cpp refused a model; the message is llama.cpp's own reason."""
 
 
 GGML_LOG_LEVEL_ERROR = 4

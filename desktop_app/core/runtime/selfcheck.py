@@ -129,7 +129,7 @@ def cpu_signature() -> str:
         lines = [ln for ln in first.splitlines() if ln.partition(":")[0].strip() in keep]
         return platform.machine() + "\n" + "\n".join(lines)
     if system == "Darwin":
-        from desktop_app.core.hardware.cpu import run_sysctl
+        from desktop_app.core.sysctl import run_sysctl
 
         keys = ("machdep.cpu.brand_string", "machdep.cpu.features", "machdep.cpu.leaf7_features", "hw.optional.arm64")
         return platform.machine() + "\n" + "\n".join(f"{k}={run_sysctl(k)}" for k in keys)
@@ -166,9 +166,9 @@ def check_models() -> tuple[list[str], str]:
     Raises:
         OSError: the generated model cannot be written (full disk, read-only cache).
     """
-    from desktop_app.core.library.starter import find_starter_model
     from desktop_app.core.paths import app_paths
     from desktop_app.core.runtime.check_model import write_check_model
+    from desktop_app.core.starter import find_starter_model
 
     generated = write_check_model(app_paths().cache_dir)
     starter = find_starter_model()
@@ -178,7 +178,7 @@ def check_models() -> tuple[list[str], str]:
 
 
 def _attempt(config: RuntimeConfig, models: list[str], timeout_s: float) -> tuple[Attempt, list[tuple[str, int]]]:
-    env = child_env(with_runtime=False)
+    env = child_env()
     env[RUNTIME_ENV] = config.with_threads(default_threads()[0]).to_json()
     cmd = child_command("desktop_app.core.runtime._check_child", str(CHECK_PROMPT_TOKENS), str(CHECK_GEN_TOKENS),
                         *models)  # fmt: skip
@@ -341,7 +341,7 @@ def ensure_runtime(*, recheck: bool = False, cpu_features: list[str] | tuple[str
 
     None when llama-cpp-python is not installed. Never raises; thread-safe (one check at a time).
     """
-    from desktop_app.core.hardware.llama_build import PACKAGE, llama_cpp_lib_dir
+    from desktop_app.core.runtime.backends import PACKAGE, llama_cpp_lib_dir
 
     try:
         version = importlib.metadata.version(PACKAGE)
@@ -358,10 +358,8 @@ def ensure_runtime(*, recheck: bool = False, cpu_features: list[str] | tuple[str
             return _with_threads(memo)
         choice = None if recheck else _load_remembered(path, key)
         if choice is None:
-            if cpu_features is None:
-                from desktop_app.core.hardware.cpu import read_cpu
-
-                cpu_features = read_cpu().features
+            if cpu_features is None:  # only the explanation uses them: does the CPU advertise AMX?
+                cpu_features = ["AMX_INT8"] if "amx_int8" in cpu_signature().lower() else []
             choice = _check(key, version, list(cpu_features))
             _remember(path, choice)
         _memo[str(path)] = choice
@@ -396,6 +394,12 @@ def _check(key: str, version: str, cpu_features: list[str]) -> RuntimeChoice:
         attempts=attempts,
         key=key,
     )
+
+
+def llama_child_env(**extra: str) -> dict[str, str]:
+    """:func:`~desktop_app.core.child.child_env` plus the llama.cpp configuration the runtime check
+    chose: every child that runs llama.cpp (engine, compare, measure, quantize) starts with it."""
+    return child_env(**{RUNTIME_ENV: runtime_for_children().to_json(), **extra})
 
 
 def runtime_for_children() -> RuntimeConfig:

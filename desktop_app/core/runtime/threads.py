@@ -82,7 +82,7 @@ def default_threads(
             return n, "physical cores"
     elif system == "Darwin":
         if sysctl is None:
-            from desktop_app.core.hardware.cpu import run_sysctl
+            from desktop_app.core.sysctl import run_sysctl
 
             sysctl = run_sysctl
         for key, basis in (("hw.perflevel0.physicalcpu", "performance cores"), ("hw.physicalcpu", "physical cores")):

@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
 from desktop_app.core.chat.export import dumps_json, from_json, to_markdown
 from desktop_app.core.chat.store import ChatStore, Conversation, Message, new_conversation_id
 from desktop_app.core.engine import LLAMA_CPP_DEFAULTS, PRESET_NOTES, PRESETS, EngineError, Sampling
+from desktop_app.core.gguf.quant_names import KV_CACHE_TYPES
+from desktop_app.core.kinds import ModelKind, Verdict
 from desktop_app.core.memory import Machine, Predictor, RunSettings, model_shape
 from desktop_app.core.memory.explain import verdict_sentence
 from desktop_app.core.memory.history import MeasurementRecord, MeasurementStore, model_fingerprint
@@ -228,7 +230,7 @@ class ChatPage(QWidget):
         self.gpu_layers_spin.setValue(-1)
         self.gpu_layers_spin.setToolTip("auto: as many layers on the GPU as the memory prediction says fit")
         self.kv_type_combo = QComboBox()
-        self.kv_type_combo.addItems(["f16", "q8_0", "q4_0"])
+        self.kv_type_combo.addItems(list(KV_CACHE_TYPES))
         self.flash_combo = QComboBox()
         self.flash_combo.addItems(["auto", "on", "off"])
         self.mmap_box = QCheckBox("Memory-map the file (mmap)")
@@ -285,7 +287,7 @@ class ChatPage(QWidget):
         current = self.model_combo.currentData()
         self.model_combo.clear()
         for e in self.ctx.entries:
-            if e.info is not None and e.info.kind == "model":
+            if e.info is not None and e.info.kind == ModelKind.MODEL:
                 self.model_combo.addItem(f"{e.info.name} ({e.info.quant})", e.id)
         if current:
             self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(current)))
@@ -354,7 +356,7 @@ class ChatPage(QWidget):
         gpu_layers = prediction.n_gpu_layers if prediction is not None else 0
         if prediction is None and run.n_gpu_layers != "auto":
             gpu_layers = int(run.n_gpu_layers)
-        if prediction is not None and prediction.verdict == "too_large" and confirm and self.confirm_large_loads:
+        if prediction is not None and prediction.verdict == Verdict.TOO_LARGE and confirm and self.confirm_large_loads:
             gpu = self.ctx.hardware.gpus[0].name if self.ctx.hardware and self.ctx.hardware.gpus else None
             answer = QMessageBox.warning(
                 self, "This model may not fit",

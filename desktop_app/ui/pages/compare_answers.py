@@ -31,6 +31,8 @@ from superqt.utils import create_worker
 from desktop_app.core.compare import CompareError
 from desktop_app.core.compare.side_by_side import BlindSession, Pair, prompt_sets, save_user_prompt_set, side_by_side
 from desktop_app.core.compare.tasks import TaskResult, summarize_and_score
+from desktop_app.core.errors import Cancelled
+from desktop_app.core.kinds import ModelKind
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.widgets import muted
 
@@ -173,7 +175,7 @@ class SideBySideTab(QWidget):
             keep = combo.currentData()
             combo.clear()
             for e in self.ctx.entries:
-                if e.info is not None and e.info.kind == "model":
+                if e.info is not None and e.info.kind == ModelKind.MODEL:
                     combo.addItem(f"{e.info.name} ({e.info.quant})", e.id)
             if keep:
                 combo.setCurrentIndex(max(0, combo.findData(keep)))
@@ -238,7 +240,7 @@ class SideBySideTab(QWidget):
 
     def _failed(self, exc: Exception) -> None:
         self.status.setText(str(exc))
-        if not isinstance(exc, CompareError) or "Cancelled" not in str(exc):
+        if not isinstance(exc, Cancelled):
             self.ctx.notify(f"Side by side stopped: {exc}", "error")
 
     def _finished(self) -> None:

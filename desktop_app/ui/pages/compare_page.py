@@ -39,6 +39,7 @@ from desktop_app.core.compare.report import (
     to_json,
 )
 from desktop_app.core.compare.runner import REFERENCE_GRADE
+from desktop_app.core.kinds import ModelKind
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
 from desktop_app.ui.context import AppContext
@@ -55,13 +56,9 @@ def make_quants(source: str, quants: list[str], folder: str):
     from desktop_app.core.quantize import quantize
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    import re
+    from desktop_app.core.gguf.quant_names import strip_quant
 
-    from desktop_app.core.hub.quants import quant_name
-
-    stem, q_src = Path(source).stem, quant_name(source)
-    if q_src != "?":  # SmolLM2-135M-Instruct.Q4_1 -> SmolLM2-135M-Instruct
-        stem = re.sub(rf"[.\-_]?{re.escape(q_src)}$", "", stem, flags=re.IGNORECASE)
+    stem = strip_quant(Path(source).stem)  # SmolLM2-135M-Instruct.Q4_1 -> SmolLM2-135M-Instruct
     written, base = [], source
     for q in sorted(quants, key=lambda q: q != "F16"):
         out = Path(folder) / f"{stem}-{q}.gguf"
@@ -197,7 +194,7 @@ class ComparePage(QWidget):
 
     # -- choosing ------------------------------------------------------------------------------
     def _models(self):
-        return [e for e in self.ctx.entries if e.info is not None and e.info.kind == "model"]
+        return [e for e in self.ctx.entries if e.info is not None and e.info.kind == ModelKind.MODEL]
 
     def _fill_models(self) -> None:
         ref = self.reference.currentData()

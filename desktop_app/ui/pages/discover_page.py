@@ -25,9 +25,11 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from desktop_app.core.gguf.quant_names import KV_CACHE_TYPES
 from desktop_app.core.hub import HubUnreachableError
 from desktop_app.core.hub.quants import RepoQuants, repo_quants
 from desktop_app.core.hub.search import search_models
+from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory import Machine, Predictor, RunSettings
 from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui.context import AppContext
@@ -46,10 +48,10 @@ PARAM_RANGES = [
     ("Over 40B", 40e9, None),
 ]
 BADGES = {
-    "full_gpu": ("Full GPU", "#15803d"),
-    "partial_gpu": ("Partial offload", "#0e7490"),
-    "cpu_only": ("CPU only", "#4d7c0f"),
-    "too_large": ("Won't fit", "#b91c1c"),
+    Verdict.FULL_GPU: ("Full GPU", "#15803d"),
+    Verdict.PARTIAL_GPU: ("Partial offload", "#0e7490"),
+    Verdict.CPU_ONLY: ("CPU only", "#4d7c0f"),
+    Verdict.TOO_LARGE: ("Won't fit", "#b91c1c"),
 }
 
 
@@ -134,7 +136,7 @@ class DiscoverPage(QWidget):
         self.ctx_slider.setValue(4)
         self.ctx_label = QLabel("4k")
         self.kv_combo = QComboBox()
-        self.kv_combo.addItems(["f16", "q8_0", "q4_0"])
+        self.kv_combo.addItems(list(KV_CACHE_TYPES))
         ctl.addWidget(self.ctx_slider, 1)
         ctl.addWidget(self.ctx_label)
         ctl.addWidget(QLabel("KV cache"))
@@ -356,7 +358,7 @@ class DiscoverPage(QWidget):
         if not rows or self.repo is None:
             return
         f = self.repo.files[rows[0].row()]
-        if f.prediction is not None and f.prediction.verdict == "too_large":
+        if f.prediction is not None and f.prediction.verdict == Verdict.TOO_LARGE:
             self.ctx.notify(f"{f.quant} will not fit this computer at this context; downloading anyway.", "warning")
         self.downloads.add(self.repo.repo_id, f.parts, f.quant, f.size_bytes)
 

@@ -18,8 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core import secrets
-from desktop_app.core.library import hf_hub_cache_dir
-from desktop_app.core.paths import DATA_DIR_ENV
+from desktop_app.core.paths import DATA_DIR_ENV, hf_hub_cache_dir
 from desktop_app.core.runtime import default_threads
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager

@@ -1,4 +1,6 @@
-"""Where a model's header comes from: a local file (all parts of a split model) or the Hub."""
+"""Where a model's header comes from: a local file (all parts of a split model) or the Hub.
+
+It lives with the Hub (which builds on ``memory``), so ``memory`` never reaches up to the Hub."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import re
 
 from desktop_app.core.gguf import read_model_headers
+from desktop_app.core.hub.remote_header import fetch_model_headers
 from desktop_app.core.memory.shape import ModelShape, model_shape
 
 HUB_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?::(?P<file>.+))?$")
@@ -29,8 +32,6 @@ def load_model(model: str) -> tuple[ModelShape, str, int | None]:
         HubError: the Hub could not be asked (see :mod:`desktop_app.core.hub`).
     """
     if is_hub_reference(model):
-        from desktop_app.core.hub.remote_header import fetch_model_headers
-
         m = HUB_RE.match(model)
         remote = fetch_model_headers(m.group("repo"), m.group("file"))
         return model_shape(remote.headers), f"hf://{m.group('repo')}/{remote.filename}", remote.bytes_fetched
