@@ -12,13 +12,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
-from superqt.utils import create_worker
 
 from desktop_app.core.hardware import HardwareInfo, detect_hardware
 from desktop_app.core.library import LibraryCache, LibraryEntry, ScanProgress, ScanResult, iter_scan
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.runtime import set_threads_override
 from desktop_app.core.settings import Settings, SettingsStore
+from desktop_app.ui import work
+from desktop_app.ui.work import guarded
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,22 @@ class AppContext(QObject):
         self.message.emit(Message(text, level))
 
     # -- background io -------------------------------------------------------------------------
-    def run_io(self, fn, *args, on_done=None) -> Future:
-        """Run ``fn(*args)`` on the io thread; ``on_done(result_or_exception)`` runs on the GUI thread."""
+    def run_io(self, fn, *args, owner: QObject | None = None, on_result=None, on_error=None) -> Future | None:
+        """Run ``fn(*args)`` on the io thread (one, so saves happen in the order asked).
+
+        ``on_result(value)`` or ``on_error(exception)`` runs on the GUI thread, unless ``owner`` has
+        been deleted meanwhile; an error with no ``on_error`` is shown to the user.
+        """
+        deliver_result = guarded(owner, on_result)
+        deliver_error = guarded(owner, on_error) or (lambda exc: self.notify(str(exc), "error"))
 
         def job():
             try:
                 result = fn(*args)
             except Exception as exc:  # delivered, not lost
-                result = exc
-            self._io_done.emit(on_done, result)
+                self._io_done.emit(deliver_error, exc)
+                return exc
+            self._io_done.emit(deliver_result, result)
             return result
 
         try:
@@ -100,11 +108,9 @@ class AppContext(QObject):
             job()
             return None
 
-    def _deliver_io(self, callback, result) -> None:
+    def _deliver_io(self, callback, value) -> None:
         if callback is not None:
-            callback(result)
-        elif isinstance(result, Exception):
-            self.notify(str(result), "error")
+            callback(value)
 
     # -- settings ------------------------------------------------------------------------------
     def save_settings(self, *, rescan: bool = False) -> None:
@@ -122,13 +128,11 @@ class AppContext(QObject):
         if self._hw_worker is not None:  # one look at a time; a request during it runs when it ends
             self._redetect = bool(self._redetect) or recheck_runtime
             return
-        worker = create_worker(detect_hardware, recheck_runtime=recheck_runtime, _start_thread=False,
-                               _ignore_errors=True)  # fmt: skip
-        worker.returned.connect(self._hardware_ready)
-        worker.errored.connect(lambda exc: self.hardware_failed.emit(f"Hardware detection failed: {exc}"))
-        worker.finished.connect(self._hardware_worker_done)
-        self._hw_worker = worker
-        worker.start()
+        self._hw_worker = work.start(
+            self, detect_hardware, recheck_runtime=recheck_runtime, on_result=self._hardware_ready,
+            on_error=lambda exc: self.hardware_failed.emit(f"Hardware detection failed: {exc}"),
+            on_finished=self._hardware_worker_done,
+        )  # fmt: skip
 
     def hardware_pending(self) -> bool:
         """A hardware look (and with it, maybe the llama.cpp runtime check) is running."""
@@ -152,13 +156,11 @@ class AppContext(QObject):
             return
         self.scanning = True
         self.scan_started.emit()
-        worker = create_worker(_scan_with_cache, copy.deepcopy(self.settings), _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._scan_yielded)
-        worker.returned.connect(self._scan_returned)
-        worker.errored.connect(lambda exc: self.notify(f"Scanning the library failed: {exc}", "error"))
-        worker.finished.connect(self._scan_worker_done)
-        self._scan_worker = worker
-        worker.start()
+        self._scan_worker = work.start(
+            self, _scan_with_cache, copy.deepcopy(self.settings), on_progress=self._scan_yielded,
+            on_result=self._scan_returned, on_finished=self._scan_worker_done,
+            on_error=lambda exc: self.notify(f"Scanning the library failed: {exc}", "error"),
+        )  # fmt: skip
 
     def _scan_yielded(self, item) -> None:
         kind, value = item
@@ -195,16 +197,12 @@ class AppContext(QObject):
         return next((e for e in self.entries if e.id == entry_id), None)
 
     # -- shutdown ------------------------------------------------------------------------------
-    def busy_jobs(self) -> list[str]:
-        """Long jobs a user would lose by quitting now (downloads, quantization, comparisons)."""
-        return []
-
     def shutdown(self) -> None:
         self._redetect = None
-        for worker in (self._scan_worker, self._hw_worker):
-            if worker is not None:
+        for job in (self._scan_worker, self._hw_worker):
+            if job is not None:
                 try:
-                    worker.quit()
+                    job.worker.quit()
                 except RuntimeError:
                     pass
         self._io.shutdown(wait=True)

@@ -7,16 +7,18 @@ The queue is saved in the data folder; the partial file stays in the Hugging Fac
 from __future__ import annotations
 
 import json
-import threading
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
 from PySide6.QtCore import QObject, Signal
-from superqt.utils import create_worker
 
 from desktop_app.core.hub.download import DownloadCancelled, DownloadProgress, download_model
 from desktop_app.core.kinds import DownloadState
+from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,9 +51,8 @@ class DownloadManager(QObject):
         self.ctx = ctx
         self.path = ctx.paths.data_dir / "downloads.json"
         self.tasks: list[DownloadTask] = []
-        self._cancel: threading.Event | None = None
         self._active: DownloadTask | None = None
-        self._worker = None
+        self._job: work.Job | None = None
         self._progress.connect(self._on_progress)
         self._load()
 
@@ -75,7 +76,7 @@ class DownloadManager(QObject):
             tmp.write_text(data, encoding="utf-8")
             tmp.replace(self.path)
 
-        self.ctx.run_io(write, on_done=lambda r: None)
+        self.ctx.run_io(write, on_error=lambda exc: log.warning("could not save the download list: %s", exc))
 
     # -- queue ---------------------------------------------------------------------------------
     def add(self, repo_id: str, parts: list[str], quant: str, size_bytes: int) -> DownloadTask:
@@ -98,9 +99,9 @@ class DownloadManager(QObject):
         self._next()
 
     def pause(self, task: DownloadTask) -> None:
-        if task is self._active and self._cancel is not None:
+        if task is self._active and self._job is not None:
             task.state = DownloadState.PAUSED
-            self._cancel.set()
+            self._job.cancel()
         elif task.state == DownloadState.QUEUED:
             task.state = DownloadState.PAUSED
             self.changed.emit(task)
@@ -115,9 +116,9 @@ class DownloadManager(QObject):
             self._next()
 
     def cancel(self, task: DownloadTask) -> None:
-        if task is self._active and self._cancel is not None:
+        if task is self._active and self._job is not None:
             task.state = DownloadState.CANCELLED
-            self._cancel.set()
+            self._job.cancel()
         else:
             task.state = DownloadState.CANCELLED
             self.changed.emit(task)
@@ -136,17 +137,11 @@ class DownloadManager(QObject):
         task.state = DownloadState.DOWNLOADING
         task.phase = "starting"
         self.changed.emit(task)
-        self._cancel = threading.Event()
-        cancel = self._cancel
-        worker = create_worker(
-            download_model, task.repo_id, task.parts, progress=lambda p: self._progress.emit(task, p), cancel=cancel,
-            _start_thread=False, _ignore_errors=True,
+        self._job = work.start(
+            self, download_model, task.repo_id, task.parts, progress=lambda p: self._progress.emit(task, p),
+            cancellable=True, on_result=lambda result: self._done(task, result),
+            on_error=lambda exc: self._failed(task, exc), on_finished=self._worker_finished,
         )  # fmt: skip
-        worker.returned.connect(lambda result: self._done(task, result))
-        worker.errored.connect(lambda exc: self._failed(task, exc))
-        worker.finished.connect(self._worker_finished)
-        self._worker = worker
-        worker.start()
 
     def _on_progress(self, task: DownloadTask, p: DownloadProgress) -> None:
         task.bytes_done, task.speed_bps, task.eta_s, task.phase = p.bytes_done, p.speed_bps, p.eta_s, p.phase
@@ -188,14 +183,13 @@ class DownloadManager(QObject):
 
     def _worker_finished(self) -> None:
         self._active = None
-        self._worker = None
-        self._cancel = None
+        self._job = None
         self._next()
 
     def shutdown(self) -> None:
         """On quit: stop the transfer (the partial file stays for a resume next time)."""
-        if self._cancel is not None:
-            self._cancel.set()
+        if self._job is not None:
+            self._job.cancel()
         if self._active is not None:
             self._active.state = DownloadState.QUEUED  # resume on the next start
         data = json.dumps({"version": 1, "tasks": [asdict(t) for t in self.tasks]}, indent=1)

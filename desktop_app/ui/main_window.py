@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        busy = self.ctx.busy_jobs() + self.downloads.busy() + self.compare_page.busy()
+        busy = self.downloads.busy() + self.compare_page.busy()
         if busy:
             answer = QMessageBox.question(
                 self,

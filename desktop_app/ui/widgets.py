@@ -182,20 +182,3 @@ def muted(text: str) -> QLabel:
     label.setObjectName("muted")
     label.setWordWrap(True)
     return label
-
-
-def while_alive(owner, fn):
-    """``fn`` wrapped to do nothing once ``owner`` (a QObject) has been deleted.
-
-    A worker's result can arrive after its page was closed (the window quit mid-read). Qt drops a
-    connection to a deleted receiver only when the slot is the receiver's own method; a lambda has
-    no receiver, so its call would reach a deleted widget. Wrap such lambdas with this.
-    """
-    from shiboken6 import isValid
-
-    def call(*args):
-        if isValid(owner):
-            return fn(*args)
-        return None
-
-    return call

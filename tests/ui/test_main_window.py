@@ -73,12 +73,56 @@ def test_dark_and_light_palettes():
 def test_a_late_worker_result_does_not_reach_a_deleted_widget(qtbot):
     from shiboken6 import delete
 
-    from desktop_app.ui.widgets import while_alive
+    from desktop_app.ui.work import guarded
 
     label = QLabel()
     seen = []
-    slot = while_alive(label, lambda text: (label.setText(text), seen.append(text)))
+    slot = guarded(label, lambda text: (label.setText(text), seen.append(text)))
     slot("first")
     delete(label)
     slot("late")  # the page is gone: nothing happens, nothing raises
     assert seen == ["first"]
+
+
+def test_background_work_reports_to_separate_callbacks_and_only_while_its_owner_lives(qtbot):
+    import threading
+
+    from shiboken6 import delete
+
+    from desktop_app.ui import work
+
+    def counting(n, cancel: threading.Event):
+        for i in range(n):
+            if cancel.is_set():
+                return "cancelled"
+            yield i
+        return "counted"
+
+    owner = QLabel()
+    got = []
+    job = work.start(owner, counting, 3, cancellable=True, on_progress=lambda i: got.append(("progress", i)),
+                     on_result=lambda r: got.append(("result", r)), on_error=lambda e: got.append(("error", e)),
+                     on_finished=lambda: got.append(("finished",)))  # fmt: skip
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    qtbot.waitUntil(lambda: ("finished",) in got, timeout=10_000)
+    assert got == [("progress", 0), ("progress", 1), ("progress", 2), ("result", "counted"), ("finished",)]
+
+    def failing():
+        raise ValueError("the disk said no")
+
+    got.clear()
+    job = work.start(owner, failing, on_result=lambda r: got.append(("result", r)),
+                     on_error=lambda e: got.append(("error", str(e))))  # fmt: skip
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    qtbot.waitUntil(lambda: bool(got), timeout=10_000)
+    assert got == [("error", "the disk said no")]
+
+    got.clear()
+    release = threading.Event()
+    job = work.start(owner, lambda: release.wait(10) and "late", on_result=lambda r: got.append(r),
+                     on_finished=lambda: got.append("finished"))  # fmt: skip
+    delete(owner)  # the page closes while the job runs
+    release.set()
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    qtbot.wait(50)
+    assert got == []  # nothing reached the deleted owner, and nothing raised

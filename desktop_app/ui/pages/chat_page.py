@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
 import time
@@ -45,6 +46,8 @@ from desktop_app.ui.context import AppContext
 from desktop_app.ui.engine_client import EngineClient
 from desktop_app.ui.markdown_html import to_html, warm_up
 from desktop_app.ui.widgets import muted
+
+log = logging.getLogger(__name__)
 
 RENDER_INTERVAL_MS = 50  # coalesce streamed tokens into one repaint
 SAVE_INTERVAL_S = 1.0  # write the answer being streamed at most this often
@@ -329,7 +332,8 @@ class ChatPage(QWidget):
             shape = model_shape(read_model_headers(entry.id))
             return Predictor(shape, Machine.from_hardware(hw)).predict(run), fingerprint
 
-        self.ctx.run_io(predict, on_done=lambda r: self._load_checked(entry, run, r, confirm))
+        self.ctx.run_io(predict, owner=self, on_result=lambda r: self._load_checked(entry, run, r, confirm),
+                        on_error=lambda exc: self._load_unreadable(entry, exc))  # fmt: skip
         return True
 
     def _abandon_pending(self) -> None:
@@ -344,13 +348,15 @@ class ChatPage(QWidget):
             confirm, self._load_after_hardware = self._load_after_hardware, None
             self.load_selected(confirm=confirm)
 
+    def _load_unreadable(self, entry, exc: Exception) -> None:
+        """The header could not be read for the fit check: llama.cpp would say the same."""
+        self.load_button.setEnabled(True)
+        self.engine_status.setText("The model could not be loaded.")
+        self.ctx.notify(f"{entry.file_name}: {exc}", "error")
+        self._abandon_pending()
+
     def _load_checked(self, entry, run: RunSettings, result, confirm: bool) -> None:
         self.load_button.setEnabled(True)
-        if isinstance(result, Exception):  # an unreadable file: llama.cpp would say the same
-            self.engine_status.setText("The model could not be loaded.")
-            self.ctx.notify(f"{entry.file_name}: {result}", "error")
-            self._abandon_pending()
-            return
         prediction, self._loading_fingerprint = result
         self._prediction = prediction
         gpu_layers = prediction.n_gpu_layers if prediction is not None else 0
@@ -430,17 +436,19 @@ class ChatPage(QWidget):
                 )
             )  # fmt: skip
 
-        self.ctx.run_io(record, on_done=lambda r: None)
+        self.ctx.run_io(record, on_error=lambda exc: log.warning("could not record the load: %s", exc))
 
     # -- conversations -------------------------------------------------------------------------
     def refresh_list(self) -> None:
         """Reload the conversation list (read on the io thread)."""
-        self.ctx.run_io(self.store.list, self.search.text().strip(), on_done=self._fill_list)
+        self.ctx.run_io(self.store.list, self.search.text().strip(), owner=self, on_result=self._fill_list,
+                        on_error=self._says("Could not read the conversations"))  # fmt: skip
+
+    def _says(self, what: str):
+        """An error callback that tells the user ``what: the error``."""
+        return lambda exc: self.ctx.notify(f"{what}: {exc}", "error")
 
     def _fill_list(self, rows) -> None:
-        if isinstance(rows, Exception):
-            self.ctx.notify(f"Could not read the conversations: {rows}", "error")
-            return
         if self.store.problem and not self._store_problem_told:  # recovered from a damaged file, or in memory
             self._store_problem_told = True
             self.ctx.notify(self.store.problem, "warning")
@@ -468,12 +476,10 @@ class ChatPage(QWidget):
     def _open_selected(self, item: QListWidgetItem | None, _prev=None) -> None:
         if item is None or self.engine.busy_request is not None:
             return
-        self.ctx.run_io(self.store.load, item.data(Qt.ItemDataRole.UserRole), on_done=self._opened)
+        self.ctx.run_io(self.store.load, item.data(Qt.ItemDataRole.UserRole), owner=self, on_result=self._opened,
+                        on_error=self._says("Could not open the conversation"))  # fmt: skip
 
     def _opened(self, conv) -> None:
-        if isinstance(conv, Exception):
-            self.ctx.notify(f"Could not open the conversation: {conv}", "error")
-            return
         if conv is not None and self.engine.busy_request is None:
             self.conv = conv
             self.system_edit.setText(conv.system_prompt)
@@ -489,7 +495,8 @@ class ChatPage(QWidget):
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title", text=self.conv.title)
         if ok and title.strip():
             self.conv.title = title.strip()
-            self.ctx.run_io(self.store.rename, self.conv.id, self.conv.title, on_done=lambda _r: self.refresh_list())
+            self.ctx.run_io(self.store.rename, self.conv.id, self.conv.title, owner=self,
+                            on_result=lambda _r: self.refresh_list())  # fmt: skip
 
     def _delete(self) -> None:
         if self.conv is None or self.conv.id is None:
@@ -498,7 +505,7 @@ class ChatPage(QWidget):
             self, "Delete conversation", f"Delete “{self.conv.title}”? This cannot be undone."
         )
         if answer == QMessageBox.StandardButton.Yes:
-            self.ctx.run_io(self.store.delete, self.conv.id, on_done=lambda _r: self.refresh_list())
+            self.ctx.run_io(self.store.delete, self.conv.id, owner=self, on_result=lambda _r: self.refresh_list())
             self.conv = None
             self.render()
             self._update_buttons()
@@ -519,13 +526,8 @@ class ChatPage(QWidget):
                 f.write(text)
             return path
 
-        self.ctx.run_io(write, on_done=self._exported)
-
-    def _exported(self, result) -> None:
-        if isinstance(result, Exception):
-            self.ctx.notify(f"Could not export: {result}", "error")
-        else:
-            self.ctx.notify(f"Exported to {result}")
+        self.ctx.run_io(write, owner=self, on_result=lambda where: self.ctx.notify(f"Exported to {where}"),
+                        on_error=self._says("Could not export"))  # fmt: skip
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a conversation", "", "QuantDesk conversation (*.json)")
@@ -541,12 +543,11 @@ class ChatPage(QWidget):
             self.store.save(conv)
             return conv
 
-        self.ctx.run_io(read, on_done=lambda r: self._imported(path, r))
+        self.ctx.run_io(read, owner=self, on_result=self._imported,
+                        on_error=lambda exc: self.ctx.notify(f"Could not import {os.path.basename(path)}: {exc}",
+                                                             "error"))  # fmt: skip
 
-    def _imported(self, path: str, conv) -> None:
-        if isinstance(conv, Exception):
-            self.ctx.notify(f"Could not import {os.path.basename(path)}: {conv}", "error")
-            return
+    def _imported(self, conv) -> None:
         self.conv = conv
         self.system_edit.setText(conv.system_prompt)
         self.refresh_list()
@@ -570,13 +571,9 @@ class ChatPage(QWidget):
             conv.created_at = time.time()
         snapshot = copy.deepcopy(conv)
 
-        def done(result) -> None:
-            if isinstance(result, Exception):
-                self.ctx.notify(f"Could not save the conversation: {result}", "error")
-            elif first:
-                self.refresh_list()
-
-        self.ctx.run_io(self.store.save, snapshot, on_done=done)
+        self.ctx.run_io(self.store.save, snapshot, owner=self,
+                        on_result=(lambda _id: self.refresh_list()) if first else None,
+                        on_error=self._says("Could not save the conversation"))  # fmt: skip
 
     # -- sending -------------------------------------------------------------------------------
     def sampling(self) -> Sampling:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -26,13 +25,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from desktop_app.core.compare import CompareError
 from desktop_app.core.compare.side_by_side import BlindSession, Pair, prompt_sets, save_user_prompt_set, side_by_side
 from desktop_app.core.compare.tasks import TaskResult, summarize_and_score
 from desktop_app.core.errors import Cancelled
 from desktop_app.core.kinds import ModelKind
+from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.widgets import muted
 
@@ -49,33 +48,21 @@ def answer_html(pieces: list[str], diverge_token: int | None) -> str:
             f"{html.escape(first)}</span><span style='color:#92400e'>{html.escape(tail)}</span></pre>")  # fmt: skip
 
 
-class _Job:
-    """One worker at a time with a cancel flag (shared by both tabs)."""
+class _JobOwner:
+    """A tab that runs one job at a time and can stop it."""
 
-    def __init__(self) -> None:
-        self.worker = None
-        self.cancel: threading.Event | None = None
+    job: work.Job | None
 
-    def start(self, fn, *args, on_done, on_error, on_finished, **kwargs) -> None:
-        self.cancel = threading.Event()
-        worker = create_worker(fn, *args, cancel=self.cancel, _start_thread=False, _ignore_errors=True, **kwargs)
-        worker.returned.connect(on_done)
-        worker.errored.connect(on_error)
-
-        def finished() -> None:
-            self.worker, self.cancel = None, None
-            on_finished()
-
-        worker.finished.connect(finished)
-        self.worker = worker
-        worker.start()
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
 
     def stop(self) -> None:
-        if self.cancel is not None:
-            self.cancel.set()
+        if self.job is not None:
+            self.job.cancel()
 
 
-class SideBySideTab(QWidget):
+class SideBySideTab(_JobOwner, QWidget):
     answered = Signal()
     voted = Signal()
     _progress = Signal(str, int, int)
@@ -86,7 +73,7 @@ class SideBySideTab(QWidget):
         self.pairs: list[Pair] = []
         self.models = ("", "")
         self.blind_session: BlindSession | None = None
-        self.job = _Job()
+        self.job: work.Job | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 6, 0, 0)
         top = QHBoxLayout()
@@ -110,7 +97,7 @@ class SideBySideTab(QWidget):
         self.run.setToolTip("Both models answer every prompt greedily (one model loaded at a time)")
         self.run.clicked.connect(self.start)
         self.cancel = QPushButton("Cancel")
-        self.cancel.clicked.connect(self.job.stop)
+        self.cancel.clicked.connect(self.stop)
         top.addWidget(self.run)
         top.addWidget(self.cancel)
         lay.addLayout(top)
@@ -197,7 +184,7 @@ class SideBySideTab(QWidget):
         self.sets.setCurrentIndex(max(0, self.sets.findText(f"{ps.name} ({len(ps.prompts)})")))
 
     def _update(self) -> None:
-        running = self.job.worker is not None
+        running = self.running
         self.run.setEnabled(not running and self.model_a.count() > 0 and self.sets.count() > 0)
         self.cancel.setEnabled(running)
         can_vote = (
@@ -210,14 +197,14 @@ class SideBySideTab(QWidget):
     # -- answering -----------------------------------------------------------------------------
     def start(self) -> None:
         ps, a, b = self.sets.currentData(), self.model_a.currentData(), self.model_b.currentData()
-        if ps is None or not a or not b or self.job.worker is not None:
+        if ps is None or not a or not b or self.running:
             return
         self.models = (a, b)
         self.progress.setRange(0, 2 * len(ps.prompts))
         self.progress.setValue(0)
         self.status.setText(f"{Path(a).name} answers first, then {Path(b).name}…")
-        self.job.start(side_by_side, a, b, ps.prompts, progress=self._progress.emit, on_done=self._done,
-                       on_error=self._failed, on_finished=self._finished)  # fmt: skip
+        self.job = work.start(self, side_by_side, a, b, ps.prompts, progress=self._progress.emit, cancellable=True,
+                              on_result=self._done, on_error=self._failed, on_finished=self._finished)  # fmt: skip
         self._update()
 
     def _on_progress(self, side: str, i: int, n: int) -> None:
@@ -322,10 +309,10 @@ class SideBySideTab(QWidget):
                            f"both bad {t['both_bad']}; {rate_text}.{more}")  # fmt: skip
 
     def busy(self) -> list[str]:
-        return ["Side-by-side answers"] if self.job.worker is not None else []
+        return ["Side-by-side answers"] if self.running else []
 
     def shutdown(self) -> None:
-        self.job.stop()
+        self.stop()
 
     def export(self) -> dict:
         out = {}
@@ -338,7 +325,7 @@ class SideBySideTab(QWidget):
         return out
 
 
-class TasksTab(QWidget):
+class TasksTab(_JobOwner, QWidget):
     scored = Signal()
     _progress = Signal(str, int, int)
 
@@ -346,7 +333,7 @@ class TasksTab(QWidget):
         super().__init__(parent)
         self.ctx, self.page = ctx, page
         self.results: list[TaskResult] = []
-        self.job = _Job()
+        self.job: work.Job | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 6, 0, 0)
         about = ("The reference and the ticked candidates each summarize six short passages; ROUGE F1 against the "
@@ -356,7 +343,7 @@ class TasksTab(QWidget):
         self.run = QPushButton("Summarize and score")
         self.run.clicked.connect(self.start)
         self.cancel = QPushButton("Cancel")
-        self.cancel.clicked.connect(self.job.stop)
+        self.cancel.clicked.connect(self.stop)
         self.progress = QProgressBar()
         self.status = muted("")
         for w in (self.run, self.cancel, self.progress):
@@ -375,7 +362,7 @@ class TasksTab(QWidget):
         self._update()
 
     def _update(self) -> None:
-        running = self.job.worker is not None
+        running = self.running
         self.run.setEnabled(not running)
         self.cancel.setEnabled(running)
 
@@ -387,8 +374,9 @@ class TasksTab(QWidget):
         self.progress.setRange(0, 6 * (1 + len(candidates)))
         self.progress.setValue(0)
         self._done_models: list[str] = []
-        self.job.start(summarize_and_score, reference, candidates, progress=self._progress.emit, on_done=self._done,
-                       on_error=self._failed, on_finished=self._finished)  # fmt: skip
+        self.job = work.start(self, summarize_and_score, reference, candidates, progress=self._progress.emit,
+                              cancellable=True, on_result=self._done, on_error=self._failed,
+                              on_finished=self._finished)  # fmt: skip
         self._update()
 
     def _on_progress(self, model: str, i: int, n: int) -> None:
@@ -419,10 +407,10 @@ class TasksTab(QWidget):
         self.scored.emit()
 
     def busy(self) -> list[str]:
-        return ["Summaries"] if self.job.worker is not None else []
+        return ["Summaries"] if self.running else []
 
     def shutdown(self) -> None:
-        self.job.stop()
+        self.stop()
 
     def export(self) -> dict:
         if not self.results:

@@ -4,7 +4,6 @@ memory, plots, and the report to export."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, Signal
@@ -27,7 +26,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from desktop_app.core.compare import CompareProgress, Comparison, run_comparison
 from desktop_app.core.compare.report import (
@@ -42,9 +40,10 @@ from desktop_app.core.compare.runner import REFERENCE_GRADE
 from desktop_app.core.kinds import ModelKind
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
+from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.pages.compare_answers import SideBySideTab, TasksTab
-from desktop_app.ui.widgets import PageHeader, muted, while_alive
+from desktop_app.ui.widgets import PageHeader, muted
 
 COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
            "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
@@ -81,9 +80,8 @@ class ComparePage(QWidget):
         self.ctx = ctx
         self.comparison: Comparison | None = None
         self.text_path: str | None = None
-        self._cancel: threading.Event | None = None
-        self._worker = None
-        self._make_worker = None
+        self._worker: work.Job | None = None
+        self._make_worker: work.Job | None = None
         outer = QVBoxLayout(self)
         about = ("What does the smaller quant cost? Fidelity measured the way llama-perplexity does (KL divergence "
                  "against a reference), speed and memory.")  # fmt: skip
@@ -261,14 +259,16 @@ class ComparePage(QWidget):
             self.ctx.save_settings()
         self.make_button.setEnabled(False)
         self.status.setText(f"Writing {', '.join(quants)} of {Path(source).name} with llama.cpp's quantizer…")
-        worker = create_worker(make_quants, source, quants, str(folder), _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(while_alive(self, lambda path: self.status.setText(f"Wrote {Path(path).name}")))
-        worker.returned.connect(lambda paths: (self.ctx.notify(f"Made {len(paths)} quant(s) in {folder}: they are in "
-                                                               "your library."), self.ctx.rescan()))  # fmt: skip
-        worker.errored.connect(lambda exc: self.ctx.notify(f"Making quants failed: {exc}", "error"))
-        worker.finished.connect(self._make_finished)
-        self._make_worker = worker
-        worker.start()
+
+        def made(paths: list[str]) -> None:
+            self.ctx.notify(f"Made {len(paths)} quant(s) in {folder}: they are in your library.")
+            self.ctx.rescan()
+
+        self._make_worker = work.start(
+            self, make_quants, source, quants, str(folder), on_result=made, on_finished=self._make_finished,
+            on_progress=lambda path: self.status.setText(f"Wrote {Path(path).name}"),
+            on_error=lambda exc: self.ctx.notify(f"Making quants failed: {exc}", "error"),
+        )  # fmt: skip
 
     def _make_finished(self) -> None:
         self._make_worker = None
@@ -296,26 +296,20 @@ class ComparePage(QWidget):
         if not reference or not candidates or self._worker is not None:
             return
         self.comparison = None
-        self._cancel = threading.Event()
         self.progress.setValue(0)
         self.status.setText("Starting: the reference goes first, then each candidate on its own (one model in "
                             "memory at a time).")  # fmt: skip
-        worker = create_worker(
-            run_comparison, reference, candidates, text_path=self.text_path, n_ctx=self.n_ctx.value(),
-            chunks=self.chunks.value() or None, progress=self._progress.emit, cancel=self._cancel,
+        self._worker = work.start(
+            self, run_comparison, reference, candidates, text_path=self.text_path, n_ctx=self.n_ctx.value(),
+            chunks=self.chunks.value() or None, progress=self._progress.emit, cancellable=True,
             machine=Machine.from_hardware(self.ctx.hardware) if self.ctx.hardware is not None else None,
-            _start_thread=False, _ignore_errors=True,
+            on_result=self._done, on_error=self._failed, on_finished=self._worker_finished,
         )  # fmt: skip
-        worker.returned.connect(self._done)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._worker_finished)
-        self._worker = worker
         self._update_buttons()
-        worker.start()
 
     def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
+        if self._worker is not None:
+            self._worker.cancel()
             self.status.setText("Cancelling… (what was measured is kept)")
 
     def busy(self) -> list[str]:
@@ -324,8 +318,8 @@ class ComparePage(QWidget):
         return running + making + self.side_tab.busy() + self.tasks_tab.busy()
 
     def shutdown(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
+        if self._worker is not None:
+            self._worker.cancel()
         self.side_tab.shutdown()
         self.tasks_tab.shutdown()
 
@@ -356,7 +350,6 @@ class ComparePage(QWidget):
 
     def _worker_finished(self) -> None:
         self._worker = None
-        self._cancel = None
         self._update_buttons()
         if self.comparison is not None:
             self.finished.emit(self.comparison)  # after the worker is gone: the page is no longer busy
@@ -397,10 +390,5 @@ class ComparePage(QWidget):
             Path(path).write_text(text, encoding="utf-8")
             return path
 
-        def done(result) -> None:
-            if isinstance(result, Exception):
-                self.ctx.notify(f"Could not write {path}: {result}", "error")
-            else:
-                self.ctx.notify(f"Saved {Path(path).name}.")
-
-        self.ctx.run_io(write, on_done=done)
+        self.ctx.run_io(write, owner=self, on_result=lambda _p: self.ctx.notify(f"Saved {Path(path).name}."),
+                        on_error=lambda exc: self.ctx.notify(f"Could not write {path}: {exc}", "error"))  # fmt: skip

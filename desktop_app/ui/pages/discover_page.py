@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from desktop_app.core.gguf.quant_names import KV_CACHE_TYPES
 from desktop_app.core.hub import HubUnreachableError
@@ -32,10 +31,11 @@ from desktop_app.core.hub.search import search_models
 from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory import Machine, Predictor, RunSettings
 from desktop_app.core.units import format_bytes, format_params
+from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.downloads import DownloadManager, DownloadTask
 from desktop_app.ui.markdown_html import CARD, to_html
-from desktop_app.ui.widgets import muted, while_alive
+from desktop_app.ui.widgets import muted
 
 SEARCH_DEBOUNCE_MS = 350
 PAGE_SIZE = 30
@@ -223,15 +223,12 @@ class DiscoverPage(QWidget):
         gen = self._search_gen
         lo, hi = self.size.currentData()
         self.status.setText("Searching…")
-        worker = create_worker(
-            search_models, self.query.text().strip(), sort=self.sort.currentData(),
+        work.start(
+            self, search_models, self.query.text().strip(), sort=self.sort.currentData(),
             gguf_only=self.gguf_only.isChecked(), text_generation=self.text_gen.isChecked(),
             author=self.author.text().strip() or None, min_params=lo, max_params=hi, limit=self.limit,
-            _start_thread=False, _ignore_errors=True,
+            on_result=lambda results: self._show_results(gen, results), on_error=lambda exc: self._hub_failed(gen, exc),
         )  # fmt: skip
-        worker.returned.connect(while_alive(self, lambda results: self._show_results(gen, results)))
-        worker.errored.connect(while_alive(self, lambda exc: self._hub_failed(gen, exc)))
-        worker.start()
 
     def _show_results(self, gen: int, results) -> None:
         if gen != self._search_gen:
@@ -288,13 +285,8 @@ class DiscoverPage(QWidget):
         self.card.setHtml("")
         self.recommend.setText("")
         self._wanted_repo = repo_id
-        worker = create_worker(_repo_with_card_html, repo_id, machine, self._settings(), _start_thread=False,
-                               _ignore_errors=True)  # fmt: skip
-        worker.returned.connect(self._show_repo)
-        worker.errored.connect(
-            while_alive(self, lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))
-        )
-        worker.start()
+        work.start(self, _repo_with_card_html, repo_id, machine, self._settings(), on_result=self._show_repo,
+                   on_error=lambda exc: (self.repo_meta.setText(str(exc)), self._hub_failed(None, exc)))  # fmt: skip
 
     def _show_repo(self, result: tuple[RepoQuants, str]) -> None:
         rq, card_html = result

@@ -21,17 +21,17 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from desktop_app.core.gguf import ModelInfo, read_model_headers
 from desktop_app.core.library import LibraryEntry
 from desktop_app.core.memory import Machine, model_shape
 from desktop_app.core.memory.history import MeasurementStore, measure_and_record, model_fingerprint
 from desktop_app.core.units import format_bytes, format_params
+from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.desktop import reveal_in_file_manager
 from desktop_app.ui.fit_panel import FitPanel
-from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted, while_alive
+from desktop_app.ui.widgets import Card, KeyValueGrid, PageHeader, muted
 
 
 def _heads(v: int | list[int] | None) -> str:
@@ -275,12 +275,13 @@ class ModelDetailsPage(QWidget):
         self._shape = None
         self.fit_panel.set_model(None, None)
         self.fit_panel.show_measurement(None)
-        worker = create_worker(_read_for_fit, entry.id, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(while_alive(self, lambda result, eid=entry.id: self._shape_ready(eid, result)))
-        worker.errored.connect(
-            while_alive(self, lambda exc: self.ctx.notify(f"Could not read {entry.file_name}: {exc}", "error"))
+        work.start(
+            self,
+            _read_for_fit,
+            entry.id,
+            on_result=lambda result, eid=entry.id: self._shape_ready(eid, result),
+            on_error=lambda exc: self.ctx.notify(f"Could not read {entry.file_name}: {exc}", "error"),
         )
-        worker.start()
 
     def _shape_ready(self, entry_id: str, result) -> None:
         if entry_id != self._shape_for:
@@ -301,15 +302,9 @@ class ModelDetailsPage(QWidget):
         self.fit_panel.measure_button.setEnabled(False)
         self.fit_panel.measure_button.setText("Measuring…")
         entry_id = self.entry.id
-        worker = create_worker(
-            measure_and_record, entry_id, settings, self.fit_panel.prediction, _start_thread=False, _ignore_errors=True
-        )
-        worker.returned.connect(
-            lambda rec: self.fit_panel.show_measurement(rec) if entry_id == self._shape_for else None
-        )
-        worker.errored.connect(lambda exc: self.ctx.notify(str(exc), "error"))
-        worker.finished.connect(self._measure_done)
-        worker.start()
+        work.start(self, measure_and_record, entry_id, settings, self.fit_panel.prediction,
+                   on_result=lambda rec: self._measured(entry_id, rec),
+                   on_error=lambda exc: self.ctx.notify(str(exc), "error"), on_finished=self._measure_done)  # fmt: skip
 
     def _measured(self, entry_id: str, rec) -> None:
         if entry_id == self._shape_for:

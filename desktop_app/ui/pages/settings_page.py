@@ -224,7 +224,7 @@ class SettingsPage(QWidget):
                 )
             return "No token saved: public models only."
 
-        self.ctx.run_io(status, on_done=self._show_token_status)
+        self.ctx.run_io(status, owner=self, on_result=self._show_token_status, on_error=self._show_token_status)
 
     def _show_token_status(self, result) -> None:
         self.token_status.setText(str(result))
@@ -234,19 +234,23 @@ class SettingsPage(QWidget):
         self.token_edit.clear()  # never keep the secret in the widget longer than needed
         self.save_token_button.setEnabled(False)
 
-        def done(result) -> None:
-            self.save_token_button.setEnabled(True)
-            if isinstance(result, Exception):
-                self.ctx.notify(str(result), "error")
-            else:
-                self.ctx.notify("Token saved in the OS keyring.")
-            self.refresh_token_status()
+        def saved(_result) -> None:
+            self.ctx.notify("Token saved in the OS keyring.")
+            self._token_saved()
 
-        self.ctx.run_io(secrets.set_hf_token, token, on_done=done)
+        def failed(exc: Exception) -> None:
+            self.ctx.notify(str(exc), "error")
+            self._token_saved()
+
+        self.ctx.run_io(secrets.set_hf_token, token, owner=self, on_result=saved, on_error=failed)
+
+    def _token_saved(self) -> None:
+        self.save_token_button.setEnabled(True)
+        self.refresh_token_status()
 
     def _clear_token(self) -> None:
-        def done(result) -> None:
+        def removed(_result) -> None:
             self.ctx.notify("Token removed from the keyring.")
             self.refresh_token_status()
 
-        self.ctx.run_io(secrets.delete_hf_token, on_done=done)
+        self.ctx.run_io(secrets.delete_hf_token, owner=self, on_result=removed)
