@@ -54,6 +54,20 @@ def session_runtime(tmp_path_factory):
     return choice, root / "cache" / STORE_NAME
 
 
+@pytest.fixture(scope="session")
+def plain_llama(session_runtime):
+    """``llama_cpp.Llama`` in the test process, run the way the runtime check decided for this
+    machine (as the app's children are): a reference for what plain llama-cpp-python answers that
+    does not die on a CPU that faults on llama.cpp's defaults (AMX)."""
+    from desktop_app.core.runtime.llama_setup import setup_llama
+
+    choice, _ = session_runtime
+    setup_llama(choice.config)
+    import llama_cpp
+
+    return llama_cpp.Llama
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch, session_runtime):
     """Point QuantDesk's data, the HF cache and the keyring away from the real user's; the runtime

@@ -9,6 +9,7 @@ import statistics
 import time
 
 from desktop_app.core.engine import Sampling, SyncEngine
+from desktop_app.core.runtime import default_threads
 from tests.benchmarks.heartbeat import Heartbeat
 
 PROMPTS = [
@@ -23,14 +24,14 @@ MAX_TOKENS = 128
 SAME = dict(temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, max_tokens=MAX_TOKENS)
 
 
-def _plain(path):
-    import llama_cpp
+def _plain(llama, path):
+    # with the threads the app gives llama.cpp, so the comparison is of the app, not of thread counts
+    threads = default_threads()[0]
+    return llama(path, n_ctx=N_CTX, seed=1, verbose=False, flash_attn=True, n_threads=threads, n_threads_batch=threads)
 
-    return llama_cpp.Llama(path, n_ctx=N_CTX, seed=1, verbose=False, flash_attn=True)
 
-
-def test_greedy_answers_equal_plain_llama_cpp_python(starter_path):
-    plain = _plain(starter_path)
+def test_greedy_answers_equal_plain_llama_cpp_python(starter_path, plain_llama):
+    plain = _plain(plain_llama, starter_path)
     try:
         refs = [plain.create_chat_completion(messages=[{"role": "user", "content": p}], **SAME)
                 ["choices"][0]["message"]["content"] for p in PROMPTS]  # fmt: skip
@@ -45,10 +46,10 @@ def test_greedy_answers_equal_plain_llama_cpp_python(starter_path):
     print(f"\n{len(PROMPTS)} prompts, temperature 0: the app's answers equal create_chat_completion's, token for token")
 
 
-def test_speed_against_plain_llama_cpp_python(starter_path):
+def test_speed_against_plain_llama_cpp_python(starter_path, plain_llama):
     ask = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
     plain_tps, plain_ttft, app_tps, app_ttft = [], [], [], []
-    plain = _plain(starter_path)
+    plain = _plain(plain_llama, starter_path)
     with SyncEngine() as se:
         se.load(starter_path, n_ctx=N_CTX, seed=1)
         for _ in range(5):

@@ -30,11 +30,9 @@ def _answer(se, messages, sampling):
     return text, done
 
 
-def test_greedy_answer_equals_plain_llama_cpp_python(engine, starter_path):
-    import llama_cpp
-
+def test_greedy_answer_equals_plain_llama_cpp_python(engine, starter_path, plain_llama):
     text, done = _answer(engine, ASK, GREEDY)
-    plain = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
+    plain = plain_llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
     try:
         ref = plain.create_chat_completion(messages=ASK, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05,
                                            repeat_penalty=1.0, max_tokens=24, seed=1)  # fmt: skip
@@ -106,10 +104,8 @@ PROMPTS = ["Name three colors.", "Écris une phrase en français avec des accent
 
 
 @pytest.fixture(scope="module")
-def plain(starter_path):
-    import llama_cpp
-
-    llm = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
+def plain(starter_path, plain_llama):
+    llm = plain_llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True)
     yield llm
     llm.close()
 
@@ -133,10 +129,8 @@ def test_answers_equal_create_chat_completion_in_every_mode(engine, plain, mode)
         assert done["completion_tokens"] == ref_n and done["finish_reason"] == ref_finish
 
 
-def test_a_model_without_a_template_answers_as_chatml(starter_path, plain):
-    import llama_cpp
-
-    chatml = llama_cpp.Llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True, chat_format="chatml")
+def test_a_model_without_a_template_answers_as_chatml(starter_path, plain, plain_llama):
+    chatml = plain_llama(starter_path, n_ctx=1024, seed=1, verbose=False, flash_attn=True, chat_format="chatml")
     try:
         ref, _, _ = _reference(chatml, ASK, temperature=0.0, max_tokens=32)
     finally:
