@@ -1,5 +1,5 @@
-"""ruff and the import contracts run with the tests, so the one test command also keeps the code clean
-and the layers where pyproject.toml says they are."""
+"""ruff, mypy and the import contracts run with the tests, so the one test command also keeps the code
+clean, the core's types consistent and the layers where pyproject.toml says they are."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def test_the_layers_hold():
     assert lint, "import-linter comes with the test extra"
     out = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+
+
+def test_mypy_is_clean_on_the_core():
+    """[tool.mypy] in pyproject.toml: desktop_app/core, strict on the modules others build on."""
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr

@@ -96,7 +96,7 @@ class _Pages:
         size = struct.unpack(">H", self.data[16:18])[0] if len(self.data) >= 100 else 4096
         self.size = 65536 if size == 1 else size if size >= 512 and size & (size - 1) == 0 else 4096
 
-    def interior(self, pno: int) -> list[tuple[int, int]] | None:
+    def interior(self, pno: int) -> list[tuple[int, int | None]] | None:
         """An interior table page's (child, largest key under it) pairs, the right child last with
         key None; None if the page is missing or not such a page."""
         off = (pno - 1) * self.size
@@ -104,7 +104,7 @@ class _Pages:
         if pno < 1 or hdr + 12 > len(self.data) or self.data[hdr] != 5:
             return None
         n = struct.unpack(">H", self.data[hdr + 3 : hdr + 5])[0]
-        out = []
+        out: list[tuple[int, int | None]] = []
         for i in range(min(n, self.size // 2)):
             ptr = struct.unpack(">H", self.data[hdr + 12 + 2 * i : hdr + 14 + 2 * i])[0]
             cell = off + ptr

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from desktop_app.core.errors import UnsafeHubAnswerError
 from desktop_app.core.hub.download import _storage, download_model
-from desktop_app.core.hub.safety import UnsafeHubAnswerError, check_filename, inside, same_origin
+from desktop_app.core.hub.safety import check_filename, inside, same_origin
 from tests.gguf_factory import write_gguf
 
 REPO = "evil/model-GGUF"

@@ -54,7 +54,7 @@ def _load(job: dict):
     from desktop_app.core.runtime.llama_setup import llama_threads, load_llama, setup_llama
 
     config = setup_llama()
-    threads = llama_threads(config, job.get("n_threads"))
+    threads: dict[str, Any] = llama_threads(config, job.get("n_threads"))
     n_ctx = int(job["n_ctx"])
     t0 = time.perf_counter()
     llm = load_llama(
@@ -136,6 +136,7 @@ def run(job: dict, send) -> dict:
                 nll2_sum += float((nll * nll).sum())
                 done = {"ppl": float(np.exp(nll_sum / ((c + 1) * rows)))}
             else:
+                assert base_chunks is not None
                 stats.add_chunk(logits, next(base_chunks), targets)
                 s = stats.summary()
                 done = {"ppl": s["ppl"], "kld_mean": s["kld_mean"], "same_top_p": s["same_top_p"]}

@@ -74,7 +74,7 @@ def kld_distribution_svg(c: Comparison, width: int = 560, height: int = 260) -> 
     """Histogram of per-token KLD (log scale) per candidate, as outlines."""
     left, right, top, bottom = 40, 10, 20, 36
     w, h = width - left - right, height - top - bottom
-    series = [(r, r.stats.get("kld_histogram")) for r in c.candidates if r.stats.get("kld_histogram")]
+    series = [(r, hist) for r in c.candidates if (hist := r.stats.get("kld_histogram"))]
     peak = max((max(hist["counts"]) for _, hist in series), default=1) or 1
     body = [f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#888"/>']
     for k, (r, hist) in enumerate(series):
@@ -100,7 +100,7 @@ def kld_distribution_svg(c: Comparison, width: int = 560, height: int = 260) -> 
 def size_vs_kld_svg(c: Comparison, width: int = 360, height: int = 260) -> str:
     left, right, top, bottom = 56, 16, 16, 36
     w, h = width - left - right, height - top - bottom
-    pts = [(r.file_bytes, r.stats.get("kld_mean")) for r in c.candidates if r.stats.get("kld_mean") is not None]
+    pts = [(r.file_bytes, kld) for r in c.candidates if (kld := r.stats.get("kld_mean")) is not None]
     body = [f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#888"/>',
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#888"/>']  # fmt: skip
     if pts:

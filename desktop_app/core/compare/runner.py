@@ -90,7 +90,7 @@ def check_same_vocabulary(reference: str, candidates: list[str]) -> None:
     def vocab_id(path: str) -> tuple[int, str]:
         md = read_gguf_header(path).metadata
         tokens = md.get("tokenizer.ggml.tokens")
-        n = len(tokens) if hasattr(tokens, "__len__") else int(getattr(tokens, "count", 0) or 0)
+        n = len(tokens) if isinstance(tokens, list) else int(getattr(tokens, "count", 0) or 0)
         return n, str(md.get("tokenizer.ggml.model", "?"))
 
     ref = vocab_id(reference)
@@ -216,10 +216,12 @@ def _run_child(job: dict, index: int, n_models: int, role: str, progress, cancel
         child_command("desktop_app.core.compare._fidelity_child", job_path), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=llama_child_env(),
     )  # fmt: skip
+    out, err = proc.stdout, proc.stderr
+    assert out is not None and err is not None  # Popen made them pipes
     stderr_tail: list[str] = []
 
     def drain() -> None:
-        for line in proc.stderr:
+        for line in err:
             stderr_tail.append(line)
             del stderr_tail[:-40]
 
@@ -236,7 +238,7 @@ def _run_child(job: dict, index: int, n_models: int, role: str, progress, cancel
     result: dict | None = None
     error = ""
     try:
-        for line in proc.stdout:
+        for line in out:
             try:
                 kind, payload = json.loads(line)
             except ValueError:
@@ -257,8 +259,8 @@ def _run_child(job: dict, index: int, n_models: int, role: str, progress, cancel
             proc.kill()
             proc.wait()
         drainer.join(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
+        out.close()
+        err.close()
         os.unlink(job_path)
     if cancel.is_set() and result is None:
         raise CompareCancelled(f"Cancelled while running {Path(job['model']).name}.")

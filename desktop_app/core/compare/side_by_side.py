@@ -7,6 +7,7 @@ a time: A answers every prompt, then B does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -14,12 +15,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from desktop_app.core.compare.runner import CompareCancelled, CompareError
 from desktop_app.core.paths import app_paths
 from desktop_app.resources import resource_path
 
-GREEDY = dict(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0)
+GREEDY: dict[str, Any] = dict(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0)
 VOTES = ("left", "right", "tie", "both_bad")
 
 
@@ -129,7 +131,8 @@ def answer_prompts(
             for i, prompt in enumerate(prompts):
                 if cancel is not None and cancel.is_set():
                     raise CompareCancelled("Cancelled: the answers so far are kept.")
-                pieces, stats = [], {}
+                pieces: list[str] = []
+                stats: dict = {}
                 for ev in se.stream([{"role": "user", "content": prompt}], Sampling(**GREEDY, max_tokens=max_tokens)):
                     if ev.kind == "token":
                         pieces.extend(ev.data.get("pieces") or [ev.data["text"]])
@@ -156,7 +159,7 @@ def side_by_side(
     got = {}
     for side, model in (("A", model_a), ("B", model_b)):
         got[side] = answer_prompts(model, prompts, max_tokens=max_tokens, cancel=cancel,
-                                   progress=(lambda i, n, s=side: progress(s, i, n)) if progress else None)  # fmt: skip
+                                   progress=functools.partial(progress, side) if progress else None)  # fmt: skip
     return [Pair(p, a, b) for p, a, b in zip(prompts, got["A"], got["B"], strict=True)]
 
 

@@ -8,6 +8,7 @@ written by hand (how good the output is).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -32,8 +33,8 @@ class TaskResult:
     vs_reference: dict = field(default_factory=dict)  # … against the reference model's summaries
 
 
-def load_summary_set(path: str | None = None) -> dict:
-    path = Path(path or resource_path(SUMMARY_SET))
+def load_summary_set(name: str | None = None) -> dict:
+    path = Path(name or resource_path(SUMMARY_SET))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         items = [(str(i["text"]), str(i["summary"])) for i in data["items"]]
@@ -71,7 +72,7 @@ def summarize_and_score(
     results = []
     for role, model in [("reference", reference)] + [("candidate", c) for c in candidates]:
         answers = answer_prompts(model, prompts, max_tokens=max_tokens, cancel=cancel,
-                                 progress=(lambda i, n, m=model: progress(m, i, n)) if progress else None)  # fmt: skip
+                                 progress=functools.partial(progress, model) if progress else None)  # fmt: skip
         summaries = [a.text.strip() for a in answers]
         results.append(TaskResult(model, role, summaries, vs_written=rouge(summaries, written)))
     ref = results[0].summaries

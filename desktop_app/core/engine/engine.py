@@ -126,6 +126,7 @@ class Engine:
         threading.Thread(target=self._drain_stderr, args=(self._proc,), name="engine-stderr", daemon=True).start()
 
     def _drain_stderr(self, proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None  # Popen made it a pipe
         for line in proc.stderr:
             line = line.rstrip()
             if line:
@@ -133,6 +134,7 @@ class Engine:
                 log.debug("engine: %s", line)
 
     def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None  # Popen made it a pipe
         for line in proc.stdout:
             try:
                 raw_kind, data = json.loads(line)
@@ -160,6 +162,7 @@ class Engine:
             raise EngineError("The engine is not running. Load a model first.")
         try:
             with self._send_lock:
+                assert proc.stdin is not None  # Popen made it a pipe
                 proc.stdin.write(json.dumps([kind, payload]) + "\n")
                 proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as exc:
@@ -192,6 +195,8 @@ class Engine:
     @staticmethod
     def _release(proc: subprocess.Popen) -> None:
         for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is None:
+                continue
             try:
                 stream.close()
             except (OSError, ValueError):

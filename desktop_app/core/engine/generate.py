@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 import inspect
 import random
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from desktop_app.core.engine.template_guard import bounded_rendering
@@ -59,7 +59,9 @@ def chat_request(llm, messages: list[dict], **sampling) -> dict | None:
     )
     recorder = _Recorder(llm)
     with bounded_rendering():  # the template is the file's code: bounded in time, output and memory
-        handler(llama=recorder, messages=messages, stream=True, **{**_chat_defaults(type(llm)), **sampling})
+        # the recorder stands in for the model (duck-typed), so the handler's annotation does not fit it
+        handler(llama=recorder, messages=messages, stream=True,  # type: ignore[arg-type]
+                **{**_chat_defaults(type(llm)), **sampling})  # fmt: skip
     request = recorder.request
     return request if request is not None and isinstance(request.get("prompt"), list) else None
 
@@ -86,7 +88,7 @@ def _chat_defaults(cls) -> dict:
     return {k: params[k].default for k in _PASSED if k in params and params[k].default is not inspect.Parameter.empty}
 
 
-def stream_answer(llm, request: dict, progress: Progress) -> Iterator[str]:
+def stream_answer(llm, request: dict, progress: Progress) -> Generator[str, None, None]:
     """Text pieces of the answer as they are decided; counts and the finish reason go to ``progress``.
 
     Raises:

@@ -48,7 +48,7 @@ def _patch_render() -> None:
             out.append(piece)
         return "".join(out)
 
-    jinja2.Template.render = render
+    jinja2.Template.render = render  # type: ignore[method-assign]
     _patched = True
 
 
@@ -68,6 +68,7 @@ def bounded_rendering(max_s: float = MAX_RENDER_S, max_growth: int = MAX_GROWTH_
     reason: list[str] = []
     done = threading.Event()
     main = threading.main_thread().ident
+    assert main is not None
 
     def on_signal(signum, frame):
         if reason and not done.is_set():

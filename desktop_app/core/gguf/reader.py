@@ -243,6 +243,7 @@ class _Parser:
         end = self.pos + count * fmt.size
         if end > self.avail:
             raise self._short(end, item)
+        values: list[Any] | GGUFArray
         if count <= KEEP_NUMBER_ITEMS:
             values = list(struct.unpack_from(f"<{count}{fmt.format[-1]}", self.buf, self.pos))
         else:

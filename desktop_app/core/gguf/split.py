@@ -74,10 +74,10 @@ def missing_parts(names: Iterable[str]) -> list[int]:
 def group_parts(items: Iterable[T], name_of: Callable[[T], str]) -> list[list[T]]:
     """Items grouped by model, in order of first appearance: the parts of a split model together
     (ordered by part number), every other item alone."""
-    groups: dict[tuple, list[tuple[int, T]]] = {}
+    groups: dict[tuple[str, ...], list[tuple[int, T]]] = {}
     for item in items:
         name = name_of(item)
         split = parse_split(name)
-        key = (split.folder, split.stem, split.total) if split else (name,)
+        key = (split.folder, split.stem, str(split.total)) if split else (name,)
         groups.setdefault(key, []).append((split.no if split else 0, item))
     return [[item for _no, item in sorted(parts, key=lambda p: p[0])] for parts in groups.values()]

@@ -23,9 +23,10 @@ def read_nvidia_gpus(nvml: ModuleType | None = None) -> tuple[list[GpuInfo], str
     """
     if nvml is None:
         try:
-            import pynvml as nvml  # nvidia-ml-py
+            import pynvml  # nvidia-ml-py
         except ImportError:
             return [], "nvidia-ml-py is not installed, so NVIDIA GPUs were not looked for."
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, …

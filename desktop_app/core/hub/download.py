@@ -8,6 +8,7 @@ redirects come from huggingface_hub; the body is read by a lean loop that hashes
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -18,10 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app.core.errors import CorruptDownloadError, DiskFullError, DownloadCancelled  # noqa: F401 (re-exported)
+from desktop_app.core.errors import (  # noqa: F401 (re-exported)
+    CorruptDownloadError,
+    DiskFullError,
+    DownloadCancelled,
+    UnsafeHubAnswerError,
+)
 from desktop_app.core.hub.errors import HubError, HubUnreachableError, endpoint, translate_errors
 from desktop_app.core.hub.safety import (
-    UnsafeHubAnswerError,
     check_commit,
     check_filename,
     check_repo_id,
@@ -103,12 +108,12 @@ def download_model(
     metas = []
     for name in filenames:
         url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint())
-        meta = translate_errors(f"{repo_id}/{name}", lambda url=url: get_hf_file_metadata(url, token=tok))
+        meta = translate_errors(f"{repo_id}/{name}", functools.partial(get_hf_file_metadata, url, token=tok))
         metas.append(_Checked(name, check_size(meta.size, name), check_commit(meta.commit_hash, name),
                               sha256_or_none(meta.etag), meta.location or url))  # fmt: skip
     _fill_sha256(repo_id, metas, tok)
     total = sum(m.size for m in metas)
-    already = sum(_incomplete_bytes(repo_id, m.sha256) for m in metas)
+    already = sum(_incomplete_bytes(repo_id, m.sha256 or "") for m in metas)
     resumed = already > 0
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -122,12 +127,13 @@ def download_model(
     job = _Job(repo_id, revision, tok, cancel, progress, total, len(filenames))
     paths: list[str] = []
     shas: list[str] = []
-    for i, meta in enumerate(metas):
-        job.urls[meta.name], job.commits[meta.name], job.sizes[meta.name] = meta.url, meta.commit, meta.size
-        path, digest = job.fetch(i, meta.name, meta.sha256)
+    for i, checked in enumerate(metas):
+        job.urls[checked.name], job.commits[checked.name] = checked.url, checked.commit
+        job.sizes[checked.name] = checked.size
+        path, digest = job.fetch(i, checked.name, checked.sha256 or "")
         paths.append(path)
         shas.append(digest)
-        job.done_before += meta.size
+        job.done_before += checked.size
     return DownloadResult(paths[0], paths, total, shas, resumed)
 
 
@@ -158,8 +164,9 @@ def _fill_sha256(repo_id: str, metas: list[_Checked], token: str | None) -> None
     for m in missing:
         by_commit.setdefault(m.commit, []).append(m)
     for commit, group in by_commit.items():
-        infos = translate_errors(repo_id, lambda c=commit, g=group: HfApi(endpoint=endpoint(), token=token)
-                                 .get_paths_info(repo_id, [m.name for m in g], revision=c))  # fmt: skip
+        api = HfApi(endpoint=endpoint(), token=token)
+        infos = translate_errors(repo_id, functools.partial(api.get_paths_info, repo_id, [m.name for m in group],
+                                                            revision=commit))  # fmt: skip
         lfs = {getattr(i, "path", None): getattr(i, "lfs", None) for i in infos}
         for m in group:
             info = lfs.get(m.name)
@@ -181,7 +188,7 @@ class _Job:
         self.done_before = 0
         self.urls: dict[str, str] = {}
         self.commits: dict[str, str] = {}
-        self.sizes: dict[str, int | None] = {}
+        self.sizes: dict[str, int] = {}
         self.started = time.monotonic()
         self.session_bytes = 0  # fetched by this call, for the speed
         self._last_report = 0.0

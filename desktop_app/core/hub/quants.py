@@ -46,12 +46,12 @@ class RepoQuants:
 
     def recommended(self) -> tuple[RepoFile | None, str]:
         """Largest quant that fits fully on the GPU, else largest that fits in RAM with headroom."""
-        ok = [f for f in self.files if f.prediction is not None and not f.mmproj]
-        full = [f for f in ok if f.prediction.verdict == Verdict.FULL_GPU]
+        ok = [(f, f.prediction) for f in self.files if f.prediction is not None and not f.mmproj]
+        full = [f for f, p in ok if p.verdict == Verdict.FULL_GPU]
         if full:
             best = max(full, key=lambda f: f.size_bytes)
             return best, f"{best.quant} is the largest quant that fits entirely on your GPU."
-        ram = [f for f in ok if f.prediction.verdict in (Verdict.CPU_ONLY, Verdict.PARTIAL_GPU)]
+        ram = [f for f, p in ok if p.verdict in (Verdict.CPU_ONLY, Verdict.PARTIAL_GPU)]
         if ram:
             best = max(ram, key=lambda f: f.size_bytes)
             return best, f"{best.quant} is the largest quant that fits in your memory with room to spare."

@@ -77,7 +77,7 @@ def sha256_or_none(value: str | None) -> str | None:
     return value if _SHA256_RE.match(value) else None
 
 
-def check_size(size, name: str) -> int:
+def check_size(size: object, name: str) -> int:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > MAX_FILE_BYTES:
         raise UnsafeHubAnswerError(
             f"The server gave no usable size for {name} ({str(size)[:40]}); refusing to download it without one."
@@ -85,7 +85,7 @@ def check_size(size, name: str) -> int:
     return size
 
 
-def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` resolves (following links) to a place inside ``root``."""
     r = os.path.realpath(root)
     p = os.path.realpath(path)

@@ -33,6 +33,7 @@ def load_model(model: str) -> tuple[ModelShape, str, int | None]:
     """
     if is_hub_reference(model):
         m = HUB_RE.match(model)
+        assert m is not None  # is_hub_reference matched it
         remote = fetch_model_headers(m.group("repo"), m.group("file"))
         return model_shape(remote.headers), f"hf://{m.group('repo')}/{remote.filename}", remote.bytes_fetched
     if not os.path.exists(model):

@@ -29,7 +29,7 @@ class LibraryCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or app_paths().library_cache_file
         self._entries: dict[str, dict] = {}
-        self._last: list[dict] = []
+        self._last: list[str] = []
         self._dirty = False
 
     @classmethod

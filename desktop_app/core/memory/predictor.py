@@ -263,7 +263,7 @@ class _Model:
         tied = shape.tied_embeddings and emb is not None
         # a model with tied embeddings multiplies by token_embd for its logits: llama.cpp copies it to
         # the GPU with the output layer, if the GPU can take it
-        self.tied_copy_bytes = emb.n_bytes if (tied and gpu_ok(emb, matmul=True)) else 0
+        self.tied_copy_bytes = emb.n_bytes if (emb is not None and tied and gpu_ok(emb, matmul=True)) else 0
         if tied:
             output_matmul_ok = self.tied_copy_bytes > 0
             self.output_largest = max(self.output_largest, self.tied_copy_bytes)
@@ -329,7 +329,7 @@ class Predictor:
             if fa:
                 phases.append(mask + 4 * t * (2 * e + 3 * qd) + c.get("attn", 0))
             else:
-                phases.append(4 * t * n_kv * h + mask + 4 * t * (2 * e + 3.5 * qd) + c.get("attn", 0))
+                phases.append(4 * t * n_kv * h + mask + 2 * t * (4 * e + 7 * qd) + c.get("attn", 0))
             # the GPU backends keep two fewer embedding rows alive through the feed-forward
             phases.append(mask + 4 * t * (3 * ff + (2 if gpu else 4) * e) + c.get("ffn", 0))
         return int(max(phases))

@@ -146,7 +146,7 @@ def _check_limits(md: dict, a: str) -> None:
     for key, (lo, hi) in LIMITS.items():
         raw = md.get(a + key)
         values = raw if isinstance(raw, list) else [raw]
-        bad = next((v for v in values if _int(v) is not None and not lo <= v <= hi), None)
+        bad = next((v for v in map(_int, values) if v is not None and not lo <= v <= hi), None)
         if bad is not None:
             raise CorruptGGUFError(
                 "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 RUNTIME_ENV = "QUANTDESK_LLAMA_RUNTIME"
 # Test-only: comma-separated configuration names ("*": all) whose children die with SIGILL on their
@@ -60,7 +61,7 @@ class RuntimeConfig:
         """Rebuild from :meth:`to_json`'s object; unknown or ill-typed fields fall back to defaults."""
         if not isinstance(data, dict):
             return cls()
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in fields(cls):
             value = data.get(f.name)
             default = getattr(cls, f.name)

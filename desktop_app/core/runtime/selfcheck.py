@@ -204,20 +204,21 @@ def _attempt(config: RuntimeConfig, models: list[str], timeout_s: float) -> tupl
                 step = "loading the second model"
             continue  # speeds and buffers are the measured model's
         events[kind] = payload
-    gen = events.get("gen") if isinstance(events.get("gen"), dict) else {}
-    prompt = events.get("prompt") if isinstance(events.get("prompt"), dict) else {}
-    loaded = events.get("loaded") if isinstance(events.get("loaded"), dict) else {}
+    gen, prompt, loaded, error = ((v if isinstance(v := events.get(k), dict) else {})
+                                  for k in ("gen", "prompt", "loaded", "error"))  # fmt: skip
     ok = proc.returncode == 0 and "ok" in events
     if ok:
         outcome = "worked"
-    elif isinstance(events.get("error"), dict):
-        outcome = str(events["error"].get("message", "failed"))
+    elif error:
+        outcome = str(error.get("message", "failed"))
     else:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
         outcome = f"llama.cpp {describe_exit(proc.returncode)} while {step}"
         if proc.returncode is not None and proc.returncode > 0 and tail[0]:
             outcome += f": {tail[0][:300]}"
-    variants = [(str(v), int(s)) for v, s in events.get("variants") or [] if isinstance(s, int)][:MAX_VARIANTS]
+    found = events.get("variants")
+    variants = [(str(v), int(s)) for v, s in (found if isinstance(found, list) else []) if isinstance(s, int)]
+    variants = variants[:MAX_VARIANTS]
     return Attempt(
         configuration=config.name,
         ok=ok,
