@@ -126,13 +126,13 @@ class ScreenshotRunner(QObject):
         self.window.show_page(index)
         if PAGE_KEYS[index] == "chat":
             chat = self.window.chat_page
-            if chat.model_combo.count():
+            if chat.model_bar.combo.count():
                 self._wait("chat")
                 chat.answer_finished.connect(lambda: self._settled("chat"))
-                chat.confirm_large_loads = False  # no modal question in an unattended run
+                chat.model_bar.confirm_large_loads = False  # no modal question in an unattended run
                 chat.new_conversation()
-                chat.preset.setCurrentText("Precise")
-                chat.max_tokens.setValue(120)
+                chat.settings_panel.preset.setCurrentText("Precise")
+                chat.settings_panel.max_tokens.setValue(120)
                 chat.input.setPlainText("Write a Python function that adds two numbers, with a short explanation.")
                 chat.send()
                 return

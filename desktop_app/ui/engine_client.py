@@ -13,6 +13,7 @@ class EngineClient(QObject):
     token = Signal(int, str)  # request id, text
     finished = Signal(int, object)  # request id, stats dict
     failed = Signal(object, str)  # request id or None, message
+    refused = Signal(object, object)  # request id, context_full: the turn does not fit (Engine.chat reserve_answer)
     died = Signal(str)
     _event = Signal(object)
 
@@ -34,6 +35,9 @@ class EngineClient(QObject):
         elif ev.kind == EventKind.ERROR:
             if ev.request_id == self.busy_request:
                 self.busy_request = None
+            if isinstance(ev.data.get("context_full"), dict):
+                self.refused.emit(ev.request_id, ev.data["context_full"])
+                return
             self.failed.emit(ev.request_id, ev.data.get("message", "unknown error"))
         elif ev.kind == EventKind.DIED:
             self.busy_request = None
@@ -42,9 +46,9 @@ class EngineClient(QObject):
     def load(self, path: str, **settings) -> None:
         self.engine.load(path, **settings)
 
-    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> int:
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling, *, reserve_answer: bool = False) -> int:
         """Raises EngineError when the engine is not running."""
-        self.busy_request = self.engine.chat(messages, sampling)
+        self.busy_request = self.engine.chat(messages, sampling, reserve_answer=reserve_answer)
         return self.busy_request
 
     def stop(self) -> None:

@@ -23,7 +23,7 @@ from desktop_app import __version__
 from desktop_app.ui.context import AppContext, Message
 from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.monitor import ResourceMonitor
-from desktop_app.ui.pages.chat_page import ChatPage
+from desktop_app.ui.pages.chat import ChatPage
 from desktop_app.ui.pages.compare_page import ComparePage
 from desktop_app.ui.pages.discover_page import DiscoverPage
 from desktop_app.ui.pages.hardware_page import HardwarePage

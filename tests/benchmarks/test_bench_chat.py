@@ -84,8 +84,8 @@ def test_speed_against_plain_llama_cpp_python(starter_path, plain_llama):
 def test_event_loop_never_stalls_while_streaming(make_window, qtbot):
     w = make_window()
     page = w.chat_page
-    page.preset.setCurrentText("Balanced")
-    page.max_tokens.setValue(256)
+    page.settings_panel.preset.setCurrentText("Balanced")
+    page.settings_panel.max_tokens.setValue(256)
     page.input.setPlainText("Write a long story about a lighthouse keeper.")
     beat = Heartbeat().start()
     with qtbot.waitSignal(page.answer_finished, timeout=120_000):

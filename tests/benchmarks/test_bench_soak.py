@@ -28,8 +28,8 @@ ASKS = [
 def test_ten_thousand_streamed_tokens_in_the_window(make_window, qtbot):
     w = make_window()
     page = w.chat_page
-    page.ctx_spin.setValue(8192)
-    page.max_tokens.setValue(4000)
+    page.settings_panel.ctx_spin.setValue(8192)
+    page.settings_panel.max_tokens.setValue(4000)
     proc = psutil.Process()
     rss_start = proc.memory_info().rss
     true_start = sys.getrefcount(True)

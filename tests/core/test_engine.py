@@ -75,6 +75,22 @@ def test_prompt_longer_than_the_context_is_a_clear_error(engine):
     assert text
 
 
+def test_an_answer_that_would_not_fit_is_refused_by_token_count(engine):
+    """reserve_answer: the prompt, counted by the model's tokenizer after its template, plus
+    max_tokens must fit in the context; otherwise nothing is decoded and the counts come back."""
+    from desktop_app.core.kinds import EventKind
+
+    question = [{"role": "user", "content": "word " * 400}]  # 2,000 characters (a len // 3 guess: 666 tokens)
+    rid = engine.engine.chat(question, Sampling(temperature=0.0, max_tokens=700), reserve_answer=True)
+    ev = engine.events.get(timeout=60)
+    assert ev.kind == EventKind.ERROR and ev.request_id == rid
+    room = ev.data["context_full"]
+    assert room["reserve"] == 700 and room["n_ctx"] == 1024 and 400 < room["prompt_tokens"] < 500
+    assert room["prompt_tokens"] + 700 > 1024
+    _, done = _answer(engine, question, Sampling(temperature=0.0, max_tokens=500))  # without: it answers
+    assert done["prompt_tokens"] == room["prompt_tokens"]
+
+
 def test_killed_engine_is_reported_and_can_restart(starter_path):
     with SyncEngine() as se:
         se.load(starter_path, n_ctx=512)

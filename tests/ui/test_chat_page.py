@@ -22,8 +22,8 @@ def _saved(conv_id: int):
 def _page(make_window):
     w = make_window()
     page = w.chat_page
-    page.preset.setCurrentText("Precise")
-    page.max_tokens.setValue(24)
+    page.settings_panel.preset.setCurrentText("Precise")
+    page.settings_panel.max_tokens.setValue(24)
     return w, page
 
 
@@ -38,7 +38,7 @@ def test_first_message_loads_the_model_and_streams_an_answer(make_window, qtbot)
     tokens = []
     page.engine.token.connect(lambda _rid, t: tokens.append(t))
     _ask(qtbot, page, "Name three colors.")
-    assert page.engine.model_loaded and "loaded" in page.engine_status.text()
+    assert page.engine.model_loaded and "loaded" in page.model_bar.status.text()
     [user, answer] = page.conv.messages
     assert user.content == "Name three colors." and answer.content == "".join(tokens) and len(tokens) > 1
     st = answer.stat
@@ -46,8 +46,8 @@ def test_first_message_loads_the_model_and_streams_an_answer(make_window, qtbot)
     assert st["completion_tokens"] >= len(tokens) and st["ttft_s"] > 0 and st["tokens_per_s"] > 0
     html = page.transcript.toHtml()
     assert "tokens/s" in html and "first token after" in html
-    assert page.gauge.format().startswith(f"Context: {page.tokens_used:,} of 4,096")
-    assert page.template_label.text().startswith("Chat template: the model's own")
+    assert page.gauge.format().startswith(f"Context: {page.session.tokens_used:,} of 4,096")
+    assert page.model_bar.template_label.text().startswith("Chat template: the model's own")
     # written to SQLite on the io thread, with the model it came from
     qtbot.waitUntil(lambda: _saved(page.conv.id).messages[1].content == answer.content, timeout=5000)
     saved = _saved(page.conv.id)
@@ -61,9 +61,9 @@ def test_shift_enter_is_a_new_line_and_escape_stops(make_window, qtbot):
     page.input.moveCursor(page.input.textCursor().MoveOperation.End)
     qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
     assert page.input.toPlainText() == "line one\n" and page.conv is None
-    page.max_tokens.setValue(400)
-    page.preset.setCurrentText("Balanced")
-    page.max_tokens.setValue(400)
+    page.settings_panel.max_tokens.setValue(400)
+    page.settings_panel.preset.setCurrentText("Balanced")
+    page.settings_panel.max_tokens.setValue(400)
     page.input.setPlainText("Tell a very long story about a dragon and a knight.")
     with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
         qtbot.keyClick(page.input, Qt.Key.Key_Return)
@@ -78,16 +78,16 @@ def test_regenerate_keeps_earlier_answers_to_flip_between(make_window, qtbot):
     _w, page = _page(make_window)
     _ask(qtbot, page, "Say hello.")
     first = page.conv.messages[1].content
-    page.preset.setCurrentText("Creative")
-    page.max_tokens.setValue(24)
-    page.seed.setValue(7)
+    page.settings_panel.preset.setCurrentText("Creative")
+    page.settings_panel.max_tokens.setValue(24)
+    page.settings_panel.seed.setValue(7)
     with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
         qtbot.mouseClick(page.regenerate_button, Qt.MouseButton.LeftButton)
     msg = page.conv.messages[1]
     assert len(page.conv.messages) == 2 and len(msg.variants) == 2 and msg.chosen == 1
     assert msg.variants[0] == first
     assert "2/2" in page.transcript.toPlainText()
-    page._link(QUrl("prev:1"))
+    page.transcript.follow(QUrl("prev:1"))  # the ◀ link
     assert msg.chosen == 0 and msg.content == first
 
 
@@ -96,7 +96,7 @@ def test_edit_a_message_and_resend(make_window, qtbot):
     _ask(qtbot, page, "Name a fruit.")
     _ask(qtbot, page, "Name another.")
     assert len(page.conv.messages) == 4
-    page._link(QUrl("edit:0"))
+    page.transcript.follow(QUrl("edit:0"))  # the Edit link
     assert page.input.toPlainText() == "Name a fruit."
     page.input.setPlainText("Name a vegetable.")
     with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
@@ -113,24 +113,24 @@ def test_conversations_survive_a_restart(make_window, qtbot):
     w.close()
     w2 = make_window()
     page2 = w2.chat_page
-    qtbot.waitUntil(lambda: page2.conv_list.count() > 0, timeout=5000)
-    items = [page2.conv_list.item(i) for i in range(page2.conv_list.count())]
+    qtbot.waitUntil(lambda: page2.conversations.conv_list.count() > 0, timeout=5000)
+    items = [page2.conversations.conv_list.item(i) for i in range(page2.conversations.conv_list.count())]
     [item] = [i for i in items if i.data(Qt.ItemDataRole.UserRole) == cid]
     assert item.text() == "What color is the sky?"
     with qtbot.waitSignal(page2.conversation_opened, timeout=5000):
-        page2.conv_list.setCurrentItem(item)
+        page2.conversations.conv_list.setCurrentItem(item)
     assert page2.conv.messages[1].content == answer
     assert page2.system_edit.text() == "Answer in one word."
     with qtbot.waitSignal(page2.list_refreshed, timeout=5000):
-        page2.search.setText("sky")
-    assert page2.conv_list.count() == 1
+        page2.conversations.search.setText("sky")
+    assert page2.conversations.conv_list.count() == 1
 
 
 def test_killed_engine_keeps_the_window_and_the_words(make_window, qtbot):
     w, page = _page(make_window)
-    page.max_tokens.setValue(400)
-    page.preset.setCurrentText("Balanced")
-    page.max_tokens.setValue(400)
+    page.settings_panel.max_tokens.setValue(400)
+    page.settings_panel.preset.setCurrentText("Balanced")
+    page.settings_panel.max_tokens.setValue(400)
     page.input.setPlainText("Tell a very long story about a dragon.")
     with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
         page.send()
@@ -141,48 +141,53 @@ def test_killed_engine_keeps_the_window_and_the_words(make_window, qtbot):
     assert w.isVisible() and page.reload_button.isVisible()
     assert "SIGKILL" in w.messages.label.text() and "conversation is saved" in w.messages.label.text()
     qtbot.waitUntil(lambda: _saved(page.conv.id).messages[1].content == partial, timeout=5000)
-    page.preset.setCurrentText("Precise")
-    page.max_tokens.setValue(16)
+    page.settings_panel.preset.setCurrentText("Precise")
+    page.settings_panel.max_tokens.setValue(16)
     _ask(qtbot, page, "Go on.")  # sending reloads the model in a new child
     assert page.engine.model_loaded and len(page.conv.messages) == 4
 
 
-def test_context_full_is_a_clear_rule(make_window, qtbot):
+def test_a_turn_that_would_not_fit_is_refused_and_loses_nothing(make_window, qtbot):
     w, page = _page(make_window)
+    page.settings_panel.ctx_spin.setValue(256)
     _ask(qtbot, page, "Hi.")
-    page.tokens_used = 4090
+    used = page.session.tokens_used
+    assert page.gauge.format() == f"Context: {used:,} of 256 tokens used"
+    page.settings_panel.max_tokens.setValue(256 - used)  # the next prompt is longer than the last one
     page.input.setPlainText("One more question?")
-    page.send()
+    with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
+        page.send()
     assert "would not fit" in w.messages.label.text() and len(page.conv.messages) == 2
     assert page.input.toPlainText() == "One more question?"  # nothing typed is lost
-    page._failed(None, "ValueError: Requested tokens (5000) exceed context window of 4096")
-    assert "no longer fits in the 4,096-token context" in w.messages.label.text()
+    page.settings_panel.max_tokens.setValue(8)
+    _ask(qtbot, page, "One more question?")  # with room for the answer it goes
+    assert len(page.conv.messages) == 4 and page.conv.messages[3].content
 
 
 def test_export_and_import(make_window, qtbot, tmp_path):
     w, page = _page(make_window)
     _ask(qtbot, page, "Name three colors.")
     md, js = tmp_path / "c.md", tmp_path / "c.json"
-    page.export_to(str(md), "md")
-    page.export_to(str(js), "json")
+    page.conversations.export_to(str(md), "md")
+    page.conversations.export_to(str(js), "json")
     qtbot.waitUntil(lambda: js.exists() and "Exported" in w.messages.label.text(), timeout=5000)
     assert "# Name three colors." in md.read_text() and "Q4_1" in md.read_text()
     data = json.loads(js.read_text())
     assert data["model"]["quant"] == "Q4_1" and data["messages"][1]["role"] == "assistant"
-    qtbot.waitUntil(lambda: page.conv_list.count() == 1, timeout=5000)
+    qtbot.waitUntil(lambda: page.conversations.conv_list.count() == 1, timeout=5000)
     with qtbot.waitSignal(page.list_refreshed, timeout=5000):
-        page.import_from(str(js))
-    assert page.conv_list.count() == 2
+        page.conversations.import_from(str(js))
+    assert page.conversations.conv_list.count() == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
-    page.import_from(str(bad))
+    page.conversations.import_from(str(bad))
     qtbot.waitUntil(lambda: "not a QuantDesk conversation" in w.messages.label.text(), timeout=5000)
 
 
 def test_closing_mid_answer_keeps_what_was_written(make_window, qtbot):
     w, page = _page(make_window)
-    page.preset.setCurrentText("Balanced")
-    page.max_tokens.setValue(400)
+    page.settings_panel.preset.setCurrentText("Balanced")
+    page.settings_panel.max_tokens.setValue(400)
     page.input.setPlainText("Tell a very long story about a dragon.")
     with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
         page.send()
@@ -203,24 +208,24 @@ def test_switching_models_mid_answer_and_a_broken_file(make_window, qtbot, tmp_p
     broken = write_gguf(lib / "zeros-Q4_K_M.gguf", n_layers=1, arch="nosucharch")  # llama.cpp cannot load it
     w = make_window(settings=Settings(model_folders=[str(lib)]))
     page = w.chat_page
-    page.preset.setCurrentText("Balanced")
-    page.max_tokens.setValue(400)
+    page.settings_panel.preset.setCurrentText("Balanced")
+    page.settings_panel.max_tokens.setValue(400)
     page.input.setPlainText("Tell a very long story about a dragon.")
     with qtbot.waitSignal(page.engine.token, timeout=TIMEOUT):
         page.send()
-    page.model_combo.setCurrentIndex(page.model_combo.findData(str(broken)))
+    page.model_bar.combo.setCurrentIndex(page.model_bar.combo.findData(str(broken)))
     with qtbot.waitSignal(page.engine.failed, timeout=TIMEOUT):
         page.load_selected(confirm=False)  # stops the answer, keeps it, then tries the other model
     answer = page.conv.messages[1]
     assert answer.content and answer.stat.get("stopped")
-    assert "could not be loaded" in page.engine_status.text()
+    assert "could not be loaded" in page.model_bar.status.text()
     assert w.messages.level == "error" and w.isVisible()
 
 
 def test_load_settings_reach_llama_cpp(make_window, qtbot):
     _w, page = _page(make_window)
-    page.ctx_spin.setValue(1024)
-    page.kv_type_combo.setCurrentText("q8_0")
+    page.settings_panel.ctx_spin.setValue(1024)
+    page.settings_panel.kv_type_combo.setCurrentText("q8_0")
     with qtbot.waitSignal(page.engine.loaded, timeout=TIMEOUT) as blocker:
         page.load_selected()
     from desktop_app.core.memory.llama_log import parse_llama_log
@@ -228,4 +233,4 @@ def test_load_settings_reach_llama_cpp(make_window, qtbot):
     assert blocker.args[0]["n_ctx"] == 1024
     kv = parse_llama_log(blocker.args[0]["log"]).kv_cache_bytes  # logged in MiB with two decimals
     assert abs(kv - 1024 * 30 * 192 * 2 * 34 // 32) < 0.01 * 1024 * 1024
-    assert "1,024 context" in page.engine_status.text()
+    assert "1,024 context" in page.model_bar.status.text()

@@ -48,7 +48,7 @@ def test_page_and_geometry_survive_a_restart(make_window):
 def test_first_launch_opens_the_chat_with_the_starter_model(make_window):
     w = make_window()
     assert w.current_page_key() == "chat"
-    assert w.chat_page.model_combo.currentText().startswith("SmolLM2-135M-Instruct.Q4_1")
+    assert w.chat_page.model_bar.combo.currentText().startswith("SmolLM2-135M-Instruct.Q4_1")
 
 
 def test_messages_appear_in_one_place_and_can_be_dismissed(make_window, qtbot):

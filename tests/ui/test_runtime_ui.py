@@ -30,12 +30,12 @@ def test_on_a_faulty_cpu_the_page_says_so_and_chat_works(faulty_cpu, make_window
     assert grid.value("Runs as") == "llama.cpp without weight repacking"
     assert "SIGILL" in grid.value("Why") and "checked now" in grid.value("Checked speed")
     page = w.chat_page
-    page.max_tokens.setValue(16)
+    page.settings_panel.max_tokens.setValue(16)
     page.input.setPlainText("Name three colors, please.")
     with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
         qtbot.keyClick(page.input, Qt.Key.Key_Return)
     assert page.engine.model_loaded and page.conv.messages[-1].content
-    assert "threads" in page.engine_status.text()
+    assert "threads" in page.model_bar.status.text()
 
 
 def test_detect_again_checks_the_runtime_again(make_window, qtbot, monkeypatch):
@@ -55,11 +55,11 @@ def test_the_threads_setting_reaches_llama_cpp(make_window, qtbot):
     spin.setValue(1)
     assert w.ctx.settings.threads == 1 and runtime_for_children().n_threads == 1
     page = w.chat_page
-    page.max_tokens.setValue(4)
+    page.settings_panel.max_tokens.setValue(4)
     page.input.setPlainText("Hi")
     with qtbot.waitSignal(page.answer_finished, timeout=TIMEOUT):
         qtbot.keyClick(page.input, Qt.Key.Key_Return)
-    assert ", 1 threads" in page.engine_status.text()
+    assert ", 1 threads" in page.model_bar.status.text()
     with qtbot.waitSignal(w.ctx.hardware_changed, timeout=TIMEOUT):
         w.ctx.detect_hardware()
     assert w.hardware_page.llama_grid.value("Threads").startswith("1 (set in Settings)")
@@ -68,11 +68,11 @@ def test_the_threads_setting_reaches_llama_cpp(make_window, qtbot):
 def test_chat_presets_are_labelled_and_default_to_llama_cpp(make_window):
     from desktop_app.core.engine import LLAMA_CPP_DEFAULTS, Sampling
 
-    page = make_window(start=False).chat_page
-    assert page.preset.currentText() == LLAMA_CPP_DEFAULTS and page.sampling().repeat_penalty == 1.0
-    assert page.sampling().temperature == Sampling().temperature == 0.8
-    page.preset.setCurrentText("Balanced")
-    assert "repeat penalty (1.1)" in page.preset_note.text() and page.sampling().repeat_penalty == 1.1
+    panel = make_window(start=False).chat_page.settings_panel
+    assert panel.preset.currentText() == LLAMA_CPP_DEFAULTS and panel.sampling().repeat_penalty == 1.0
+    assert panel.sampling().temperature == Sampling().temperature == 0.8
+    panel.preset.setCurrentText("Balanced")
+    assert "repeat penalty (1.1)" in panel.preset_note.text() and panel.sampling().repeat_penalty == 1.1
 
 
 def test_screenshots_name_a_dying_engine_at_once(tmp_path):

@@ -146,6 +146,14 @@ def _chat(state: dict, p: dict, send, stop: threading.Event) -> None:
     sampling = {k: p[k] for k in SAMPLING_KEYS if p.get(k) is not None}
     t0 = time.perf_counter()
     request = chat_request(llm, p["messages"], **sampling)
+    reserve = p.get("reserve")
+    if request is not None and reserve and len(request["prompt"]) + reserve > llm.n_ctx():
+        # counted by the model's tokenizer on the prompt its template built: the answer would not fit
+        room = {"prompt_tokens": len(request["prompt"]), "reserve": reserve, "n_ctx": llm.n_ctx()}
+        send("error", {"id": rid, "request": "chat", "context_full": room,
+                       "message": f"Requested tokens ({room['prompt_tokens']} + {reserve}) exceed context window "
+                                  f"of {room['n_ctx']}"})  # fmt: skip
+        return
     progress = Progress()
     if request is not None:
         pieces = stream_answer(llm, request, progress)

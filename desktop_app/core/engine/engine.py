@@ -213,11 +213,19 @@ class Engine:
             payload["seed"] = seed
         self._send("load", payload)
 
-    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> int:
-        """Start an answer; returns the request id its token/done/error events carry."""
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling, *, reserve_answer: bool = False) -> int:
+        """Start an answer; returns the request id its token/done/error events carry.
+
+        ``reserve_answer``: refuse the turn, before any token is decoded, when the prompt (counted by
+        the model's tokenizer after its chat template) and ``sampling.max_tokens`` more do not fit in
+        the context; the error event then carries ``context_full``: prompt_tokens, reserve, n_ctx.
+        Without it the answer is cut at the end of the context (finish reason "length").
+        """
         rid = next(_ids)
         payload: dict[str, Any] = {"id": rid, "messages": messages}
         payload.update({k: v for k, v in sampling.__dict__.items() if v is not None})
+        if reserve_answer:
+            payload["reserve"] = sampling.max_tokens
         self._send("chat", payload)
         return rid
 

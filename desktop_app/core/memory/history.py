@@ -112,17 +112,48 @@ class MeasurementStore:
                 for r in rows]  # fmt: skip
 
 
+def _llama_cpp_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _pair(path: str, settings: dict, predicted, buffers) -> MeasurementRecord:
+    """What was predicted (a Prediction) beside what llama.cpp allocated (a LlamaBuffers)."""
+    return MeasurementRecord(
+        fingerprint=model_fingerprint(path),
+        model_path=os.path.abspath(path),
+        settings=settings,
+        predicted={
+            "weights_bytes": predicted.ram.weights_bytes + predicted.vram.weights_bytes,
+            "kv_cache_bytes": predicted.ram.kv_cache_bytes + predicted.vram.kv_cache_bytes,
+            "compute_bytes": predicted.ram.compute_bytes + predicted.vram.compute_bytes,
+            "output_bytes": predicted.ram.output_bytes,
+        },
+        measured={
+            "weights_bytes": buffers.weights_bytes,
+            "kv_cache_bytes": buffers.kv_cache_bytes,
+            "compute_bytes": buffers.compute_bytes,
+            "output_bytes": buffers.output_bytes,
+            "buffers": buffers.to_dict(),
+        },
+        llama_cpp_version=_llama_cpp_version(),
+        created_at=time.time(),
+    )
+
+
 def measure_and_record(path: str, settings, predicted, *, store: MeasurementStore | None = None) -> MeasurementRecord:
     """Load ``path`` in llama.cpp with ``settings`` (a RunSettings, CPU), record and return the pair.
 
     Raises:
         MeasureError: llama.cpp could not load it.
     """
-    import importlib.metadata
-
     from desktop_app.core.memory.measure import measure_allocations
 
-    m = measure_allocations(
+    buffers = measure_allocations(
         path,
         n_ctx=settings.n_ctx,
         n_ubatch=settings.n_ubatch,
@@ -132,35 +163,19 @@ def measure_and_record(path: str, settings, predicted, *, store: MeasurementStor
         n_gpu_layers=0 if settings.n_gpu_layers == "auto" else int(settings.n_gpu_layers),
         swa_full=settings.swa_full,
     ).buffers
-    try:
-        version = importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        version = ""
-    rec = MeasurementRecord(
-        fingerprint=model_fingerprint(path),
-        model_path=os.path.abspath(path),
-        settings={
-            "n_ctx": settings.n_ctx,
-            "kv_type": settings.kv_type,
-            "flash_attn": settings.flash_attn,
-            "n_ubatch": settings.n_ubatch,
-            "n_gpu_layers": settings.n_gpu_layers,
-        },  # fmt: skip
-        predicted={
-            "weights_bytes": predicted.ram.weights_bytes + predicted.vram.weights_bytes,
-            "kv_cache_bytes": predicted.ram.kv_cache_bytes + predicted.vram.kv_cache_bytes,
-            "compute_bytes": predicted.ram.compute_bytes + predicted.vram.compute_bytes,
-            "output_bytes": predicted.ram.output_bytes,
-        },
-        measured={
-            "weights_bytes": m.weights_bytes,
-            "kv_cache_bytes": m.kv_cache_bytes,
-            "compute_bytes": m.compute_bytes,
-            "output_bytes": m.output_bytes,
-            "buffers": m.to_dict(),
-        },
-        llama_cpp_version=version,
-        created_at=time.time(),
-    )
+    used = {"n_ctx": settings.n_ctx, "kv_type": settings.kv_type, "flash_attn": settings.flash_attn,
+            "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers}  # fmt: skip
+    rec = _pair(path, used, predicted, buffers)
+    (store or MeasurementStore()).record(rec)
+    return rec
+
+
+def record_load(path: str, load_log: str, predicted, *, store: MeasurementStore | None = None) -> MeasurementRecord:
+    """A chat load is a measurement too: llama.cpp's buffers, read from its load log, beside the
+    prediction the load was checked with (run it off the GUI thread: the log is thousands of lines)."""
+    from desktop_app.core.memory.llama_log import parse_llama_log
+
+    used = {"n_ctx": predicted.n_ctx, "kv_type": predicted.kv_type, "n_gpu_layers": predicted.n_gpu_layers}
+    rec = _pair(path, used, predicted, parse_llama_log(load_log))
     (store or MeasurementStore()).record(rec)
     return rec
