@@ -65,6 +65,86 @@ def _load(job: dict):
     return llm, time.perf_counter() - t0
 
 
+class _Reference:
+    """The reference pass: tokenizes the text, writes each chunk's logits to the kl-divergence-base
+    file, and sums the negative log-likelihoods for its perplexity."""
+
+    def __init__(self, job: dict, llm, n_ctx: int, n_vocab: int) -> None:
+        text = Path(job["text"]).read_text(encoding="utf-8")
+        tokens = np.array(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), dtype=np.int32)
+        if len(tokens) < 2 * n_ctx:
+            raise ValueError(
+                f"The text is {len(tokens):,} tokens long; at a context of {n_ctx} it needs at least "
+                f"{2 * n_ctx:,} (two chunks). Use a longer text or a smaller context."
+            )
+        self.tokens = tokens
+        self.n_chunk = len(tokens) // n_ctx
+        if job.get("chunks"):
+            self.n_chunk = min(self.n_chunk, int(job["chunks"]))
+        self.rows = rows_per_chunk(n_ctx)
+        self._out = open(job["base"], "wb")  # noqa: SIM115 (closed by close())
+        write_header(self._out, n_ctx, n_vocab, self.n_chunk, tokens)
+        self._nll_sum = self._nll2_sum = 0.0
+        self._chunks = 0
+
+    def add(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        q, nll = quantize_rows(logits, targets)
+        self._out.write(q.tobytes())
+        self._nll_sum += float(nll.sum())
+        self._nll2_sum += float((nll * nll).sum())
+        self._chunks += 1
+        return {"ppl": float(np.exp(self._nll_sum / (self._chunks * self.rows)))}
+
+    def summary(self) -> dict[str, Any]:
+        n = self.n_chunk * self.rows
+        mean = self._nll_sum / n
+        var = self._nll2_sum / n - mean * mean
+        unc = (var / (n - 1)) ** 0.5 if var > 0 and n > 10 else 0.0
+        return {"tokens_scored": n, "ppl": float(np.exp(mean)), "ppl_unc": float(np.exp(mean) * unc)}
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class _Candidate:
+    """A candidate's pass: the reference's tokens, each chunk scored against the reference's logits."""
+
+    def __init__(self, job: dict, n_ctx: int, n_vocab: int) -> None:
+        header = read_header(job["base"])
+        if header.n_vocab != n_vocab:
+            raise ValueError(
+                f"This model's vocabulary has {n_vocab:,} tokens and the reference's {header.n_vocab:,}: "
+                "they are not the same model family, and their probabilities cannot be compared."
+            )
+        if header.n_ctx != n_ctx:
+            raise ValueError(f"The reference was computed at context {header.n_ctx}, not {n_ctx}.")
+        self.tokens, self.n_chunk = header.tokens, header.n_chunk
+        self._base = iter_chunks(job["base"], header)
+        self._stats = FidelityStats()
+
+    def add(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        self._stats.add_chunk(logits, next(self._base), targets)
+        s = self._stats.summary()
+        return {"ppl": s["ppl"], "kld_mean": s["kld_mean"], "same_top_p": s["same_top_p"]}
+
+    def summary(self) -> dict[str, Any]:
+        return {**self._stats.summary(), "kld_histogram": self._stats.kld_histogram()}
+
+    def close(self) -> None:
+        pass
+
+
+def _fill_batch(batch, chunk: np.ndarray, first: int) -> None:
+    """One chunk, one sequence, logits for its second half only (as llama-perplexity asks)."""
+    batch.n_tokens = len(chunk)
+    for k in range(len(chunk)):
+        batch.token[k] = int(chunk[k])
+        batch.pos[k] = k
+        batch.n_seq_id[k] = 1
+        batch.seq_id[k][0] = 0
+        batch.logits[k] = 1 if k >= first else 0
+
+
 def run(job: dict, send) -> dict:
     import llama_cpp
 
@@ -77,37 +157,9 @@ def run(job: dict, send) -> dict:
     bos = llama_cpp.llama_vocab_bos(vocab)
     first = n_ctx // 2
     rows = rows_per_chunk(n_ctx)
-
-    if job["mode"] == "reference":
-        text = Path(job["text"]).read_text(encoding="utf-8")
-        tokens = np.array(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), dtype=np.int32)
-        if len(tokens) < 2 * n_ctx:
-            raise ValueError(
-                f"The text is {len(tokens):,} tokens long; at a context of {n_ctx} it needs at least "
-                f"{2 * n_ctx:,} (two chunks). Use a longer text or a smaller context."
-            )
-        n_chunk = len(tokens) // n_ctx
-        if job.get("chunks"):
-            n_chunk = min(n_chunk, int(job["chunks"]))
-        base_out = open(job["base"], "wb")  # noqa: SIM115 (closed in the finally below)
-        write_header(base_out, n_ctx, n_vocab, n_chunk, tokens)
-        base_chunks = None
-    else:
-        header = read_header(job["base"])
-        if header.n_vocab != n_vocab:
-            raise ValueError(
-                f"This model's vocabulary has {n_vocab:,} tokens and the reference's {header.n_vocab:,}: "
-                "they are not the same model family, and their probabilities cannot be compared."
-            )
-        if header.n_ctx != n_ctx:
-            raise ValueError(f"The reference was computed at context {header.n_ctx}, not {n_ctx}.")
-        tokens, n_chunk = header.tokens, header.n_chunk
-        base_chunks = iter_chunks(job["base"], header)
-        base_out = None
-
+    scorer = _Reference(job, llm, n_ctx, n_vocab) if job["mode"] == "reference" else _Candidate(job, n_ctx, n_vocab)
+    tokens, n_chunk = scorer.tokens, scorer.n_chunk
     batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
-    stats = FidelityStats()
-    nll_sum = nll2_sum = 0.0
     t_eval = 0.0
     t_start = time.perf_counter()
     try:
@@ -115,59 +167,25 @@ def run(job: dict, send) -> dict:
             chunk = tokens[c * n_ctx : (c + 1) * n_ctx].copy()
             if add_bos:
                 chunk[0] = bos
-            batch.n_tokens = n_ctx
-            for k in range(n_ctx):
-                batch.token[k] = int(chunk[k])
-                batch.pos[k] = k
-                batch.n_seq_id[k] = 1
-                batch.seq_id[k][0] = 0
-                batch.logits[k] = 1 if k >= first else 0
+            _fill_batch(batch, chunk, first)
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
             t0 = time.perf_counter()
             if llama_cpp.llama_decode(ctx, batch) != 0:
                 raise RuntimeError(f"llama.cpp failed to evaluate chunk {c + 1}.")
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx), shape=(n_ctx - first, n_vocab))[:rows]
             t_eval += time.perf_counter() - t0
-            targets = tokens[c * n_ctx + first + 1 : (c + 1) * n_ctx]
-            if base_out is not None:
-                q, nll = quantize_rows(logits, targets)
-                base_out.write(q.tobytes())
-                nll_sum += float(nll.sum())
-                nll2_sum += float((nll * nll).sum())
-                done = {"ppl": float(np.exp(nll_sum / ((c + 1) * rows)))}
-            else:
-                assert base_chunks is not None
-                stats.add_chunk(logits, next(base_chunks), targets)
-                s = stats.summary()
-                done = {"ppl": s["ppl"], "kld_mean": s["kld_mean"], "same_top_p": s["same_top_p"]}
+            done = scorer.add(logits, tokens[c * n_ctx + first + 1 : (c + 1) * n_ctx])
             send("progress", {"chunk": c + 1, "of": n_chunk, "elapsed_s": time.perf_counter() - t_start, **done})
     finally:
         llama_cpp.llama_batch_free(batch)
-        if base_out is not None:
-            base_out.close()
+        scorer.close()
     fidelity_s = time.perf_counter() - t_start
     n_prompt = min(SPEED_PROMPT_TOKENS, n_ctx // 2)
     speed = _speed(llm, tokens[1 : 1 + n_prompt], min(SPEED_GEN_TOKENS, n_ctx - n_prompt - 1))
     result = {
-        "mode": job["mode"],
-        "n_ctx": n_ctx,
-        "n_vocab": n_vocab,
-        "chunks": n_chunk,
-        "load_s": load_s,
-        "fidelity_s": fidelity_s,
-        "eval_s": t_eval,
-        "peak_rss_bytes": _peak_rss(),
-        **speed,
-    }
-    if base_out is not None:
-        n = n_chunk * rows
-        mean = nll_sum / n
-        var = nll2_sum / n - mean * mean
-        unc = (var / (n - 1)) ** 0.5 if var > 0 and n > 10 else 0.0
-        result.update({"tokens_scored": n, "ppl": float(np.exp(mean)), "ppl_unc": float(np.exp(mean) * unc)})
-    else:
-        result.update(stats.summary())
-        result["kld_histogram"] = stats.kld_histogram()
+        "mode": job["mode"], "n_ctx": n_ctx, "n_vocab": n_vocab, "chunks": n_chunk, "load_s": load_s,
+        "fidelity_s": fidelity_s, "eval_s": t_eval, "peak_rss_bytes": _peak_rss(), **speed, **scorer.summary(),
+    }  # fmt: skip
     llm.close()
     return result
 

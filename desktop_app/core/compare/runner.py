@@ -139,22 +139,7 @@ def run_comparison(
     )  # fmt: skip
     ref_job = {"mode": "reference", "model": reference, "text": text_path, "n_ctx": n_ctx, "chunks": chunks,
                "base": str(base), "n_threads": n_threads}  # fmt: skip
-    cached = base.with_suffix(".json")
-    if base.exists() and cached.exists():
-        comparison.reference.stats = json.loads(cached.read_text())
-    else:
-        tmp = base.with_suffix(".partial")
-        ref_job["base"] = str(tmp)
-        try:
-            comparison.reference.stats = _run_child(ref_job, 0, n_models, "reference", progress, cancel)
-        except CompareCancelled:
-            tmp.unlink(missing_ok=True)
-            raise
-        except CompareError:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, base)
-        cached.write_text(json.dumps(comparison.reference.stats))
+    comparison.reference.stats = _reference_pass(ref_job, base, n_models, progress, cancel)
     comparison.reference.stats["predicted_ram_bytes"] = ref_pred.ram.total_bytes if ref_pred else None
     for i, cand in enumerate(candidates, start=1):
         result = ModelResult(cand, "candidate", os.path.getsize(cand))
@@ -173,6 +158,23 @@ def run_comparison(
             result.error = str(exc)
             result.partial = bool(result.stats)
     return comparison
+
+
+def _reference_pass(job: dict, base: Path, n_models: int, progress, cancel: threading.Event) -> dict:
+    """The reference's figures; its kl-divergence-base file is kept beside its figures and reused
+    by the next comparison with the same reference, text and context (a cancelled pass leaves none)."""
+    cached = base.with_suffix(".json")
+    if base.exists() and cached.exists():
+        return json.loads(cached.read_text())
+    tmp = base.with_suffix(".partial")
+    try:
+        stats = _run_child({**job, "base": str(tmp)}, 0, n_models, "reference", progress, cancel)
+    except (CompareCancelled, CompareError):
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, base)
+    cached.write_text(json.dumps(stats))
+    return stats
 
 
 REFERENCE_GRADE = ("F32", "F16", "BF16")

@@ -142,14 +142,8 @@ def _array_len(value: Any) -> int | None:
     return None
 
 
-def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> ModelInfo:
-    """Build the summary of one model from its shards' headers, first shard first."""
-    first = headers[0]
-    md = first.metadata
-    arch_raw = md.get("general.architecture")
-    arch = _short(arch_raw) or "unknown"
-    a = f"{arch_raw}." if isinstance(arch_raw, str) else "unknown."
-
+def _tensor_mix(headers: list[GGUFHeader]) -> tuple[list[TensorTypeShare], int]:
+    """The weight types by share of the bytes, largest first; and the parameter count."""
     counts: Counter[int] = Counter()
     elements: Counter[int] = Counter()
     nbytes: Counter[int] = Counter()
@@ -162,49 +156,45 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
         TensorTypeShare(ggml_type_name(tid), counts[tid], elements[tid], nbytes[tid])
         for tid in sorted(counts, key=lambda k: (-nbytes[k], k))
     ]
-    n_params = sum(elements.values())
+    return mix, sum(elements.values())
 
-    quant, guessed = header_quant(md, (t for h in headers for t in h.tensors))
 
+def _kind(arch: str, headers: list[GGUFHeader], warnings: list[str]) -> ModelKind:
+    """A model that chats, or a part that works beside one (said in ``warnings``)."""
+    md = headers[0].metadata
     gtype = _short(md.get("general.type")) or "model"
-    warnings: list[str] = []
     if arch == "clip" or gtype == "mmproj":
-        kind = ModelKind.PROJECTOR
         warnings.append(
             "This is a multimodal projector (mmproj), used beside a language model; it cannot chat on its own."
         )
-    elif gtype == "adapter" or "adapter.type" in md:
-        kind = ModelKind.ADAPTER
+        return ModelKind.PROJECTOR
+    if gtype == "adapter" or "adapter.type" in md:
         warnings.append("This is a LoRA adapter, applied on top of a base model; it cannot chat on its own.")
-    elif not any(h.tensors for h in headers):
-        kind = ModelKind.VOCAB
+        return ModelKind.ADAPTER
+    if not any(h.tensors for h in headers):
         warnings.append("This file holds only a tokenizer vocabulary, no weights.")
-    else:
-        kind = ModelKind.MODEL
+        return ModelKind.VOCAB
+    return ModelKind.MODEL
 
-    vocab = _array_len(md.get("tokenizer.ggml.tokens")) or _int(md.get(a + "vocab_size"))
-    rope = {
-        k: md[a + "rope." + k]
-        for k in (
-            "dimension_count",
-            "freq_base",
-            "scaling.type",
-            "scaling.factor",
-            "scaling.original_context_length",
-        )
-        if a + "rope." + k in md and not isinstance(md[a + "rope." + k], GGUFArray)
-    }
+
+_ROPE_KEYS = ("dimension_count", "freq_base", "scaling.type", "scaling.factor", "scaling.original_context_length")
+
+
+def _shown_template(md: dict, warnings: list[str]) -> str | None:
     template = md.get("tokenizer.chat_template")
-    if isinstance(template, str) and len(template) > MAX_SHOWN_TEMPLATE:
+    if not isinstance(template, str):
+        return None
+    if len(template) > MAX_SHOWN_TEMPLATE:
         warnings.append(
             f"The chat template is {len(template):,} characters long (real ones are under 50,000); only the "
             "start is shown, and chat may refuse it."
         )
         template = template[:MAX_SHOWN_TEMPLATE]
-    # People recognise the file name (it carries the quant); general.name is often a training tag.
-    name = model_stem(file_name)
-    title = md.get("general.name")
+    return template
 
+
+def _shown_metadata(first: GGUFHeader) -> list[MetadataItem]:
+    md = first.metadata
     metadata = [
         MetadataItem(_short(k) or "", first.value_types.get(k, ""), _display(v))
         for k, v in list(md.items())[:MAX_SHOWN_KEYS]
@@ -212,6 +202,27 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
     ]
     if len(md) > MAX_SHOWN_KEYS:
         metadata.append(MetadataItem("…", "", f"{len(md) - MAX_SHOWN_KEYS:,} more entries not shown"))
+    return metadata
+
+
+def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> ModelInfo:
+    """Build the summary of one model from its shards' headers, first shard first."""
+    first = headers[0]
+    md = first.metadata
+    arch_raw = md.get("general.architecture")
+    arch = _short(arch_raw) or "unknown"
+    a = f"{arch_raw}." if isinstance(arch_raw, str) else "unknown."
+    mix, n_params = _tensor_mix(headers)
+    quant, guessed = header_quant(md, (t for h in headers for t in h.tensors))
+    warnings: list[str] = []
+    kind = _kind(arch, headers, warnings)
+    vocab = _array_len(md.get("tokenizer.ggml.tokens")) or _int(md.get(a + "vocab_size"))
+    rope = {k: md[a + "rope." + k] for k in _ROPE_KEYS
+            if a + "rope." + k in md and not isinstance(md[a + "rope." + k], GGUFArray)}  # fmt: skip
+    template = _shown_template(md, warnings)
+    # People recognise the file name (it carries the quant); general.name is often a training tag.
+    name = model_stem(file_name)
+    title = md.get("general.name")
     size_label = md.get("general.size_label")
     return ModelInfo(
         name=name,
@@ -237,8 +248,8 @@ def model_info_from_headers(headers: list[GGUFHeader], *, file_name: str) -> Mod
         sliding_window=_int(md.get(a + "attention.sliding_window")),
         rope=rope,
         size_label=_short(size_label),
-        chat_template=template if isinstance(template, str) else None,
+        chat_template=template,
         tensor_mix=mix,
-        metadata=metadata,
+        metadata=_shown_metadata(first),
         warnings=warnings,
     )

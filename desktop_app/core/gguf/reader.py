@@ -290,6 +290,28 @@ class _Parser:
         if magic != GGUF_MAGIC:
             raise NotAGGUFError(self.what, _not_gguf_reason(bytes(self.buf[:16]), self.file_bytes))
         self.pos = 4
+        version = self.version()
+        n_tensors, n_kv = self.take(_COUNTS, "the tensor and metadata counts")
+        self.n_tensors = min(n_tensors, 1 << 20)
+        self.check_count(n_kv, 13, "metadata entries")
+        self.check_count(n_tensors, 24, "tensors")
+        metadata, value_types = self.metadata(n_kv)
+        alignment = self.alignment(metadata, value_types)
+        tensors = self.tensor_infos(n_tensors)
+        data_start = -(-self.pos // alignment) * alignment
+        header = GGUFHeader(
+            version=version,
+            metadata=metadata,
+            tensors=tensors,
+            alignment=alignment,
+            header_bytes=data_start,
+            file_bytes=self.file_bytes,
+            value_types=value_types,
+        )
+        self.check_tensor_data(header)
+        return header
+
+    def version(self) -> int:
         version = self.take(_U32, "the GGUF version")
         if version & 0xFFFF == 0 and version >> 16:
             raise UnsupportedGGUFError(
@@ -308,11 +330,10 @@ class _Parser:
                 self.what,
                 f"GGUF version {version} is newer than this app understands. Update QuantDesk.",
             )
-        n_tensors, n_kv = self.take(_COUNTS, "the tensor and metadata counts")
-        self.n_tensors = min(n_tensors, 1 << 20)
-        self.check_count(n_kv, 13, "metadata entries")
-        self.check_count(n_tensors, 24, "tensors")
+        return int(version)
 
+    def metadata(self, n_kv: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """The key-value pairs, and each value's GGUF type name."""
         metadata: dict[str, Any] = {}
         value_types: dict[str, str] = {}
         for i in range(n_kv):
@@ -326,7 +347,9 @@ class _Parser:
             vtype = self.take(_U32, f"the type of {key}")
             metadata[key] = self.value(vtype, key)
             value_types[key] = VALUE_TYPE_NAMES.get(vtype, "?")
+        return metadata, value_types
 
+    def alignment(self, metadata: dict[str, Any], value_types: dict[str, str]) -> int:
         alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if "general.alignment" in metadata and value_types["general.alignment"] != "uint32":
             raise CorruptGGUFError(
@@ -336,7 +359,10 @@ class _Parser:
             )
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
             raise CorruptGGUFError(self.what, f"general.alignment is {alignment!r}, not a power of two.")
+        return alignment
 
+    def tensor_infos(self, n_tensors: int) -> list[TensorInfo]:
+        """Every tensor's name, shape, type and offset; a short read says how much more to read."""
         tensors_start = self.pos
         tensors = []
         names: set[str] = set()
@@ -353,18 +379,7 @@ class _Parser:
                 )
             names.add(ti.name)
             tensors.append(ti)
-        data_start = -(-self.pos // alignment) * alignment
-        header = GGUFHeader(
-            version=version,
-            metadata=metadata,
-            tensors=tensors,
-            alignment=alignment,
-            header_bytes=data_start,
-            file_bytes=self.file_bytes,
-            value_types=value_types,
-        )
-        self.check_tensor_data(header)
-        return header
+        return tensors
 
     def tensor_info(self, index: int) -> TensorInfo:
         name = self.string(f"the name of tensor {index}")

@@ -1,12 +1,12 @@
 """Memory prediction: what llama.cpp will allocate for a model and settings, before loading it."""
 
+from desktop_app.core.memory.placement import repack_rules
 from desktop_app.core.memory.predictor import (
     DeviceMemory,
     Machine,
     Prediction,
     Predictor,
     RunSettings,
-    repack_rules,
 )
 from desktop_app.core.memory.shape import ModelShape, model_shape
 

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from desktop_app.core.gguf.ggml_types import GGML_TYPES
 from desktop_app.core.gguf.quant_names import KV_TYPE_IDS
 from desktop_app.core.kinds import Verdict
+from desktop_app.core.memory.machine import Machine
+from desktop_app.core.memory.placement import LayerSums, repack_rules
 from desktop_app.core.memory.shape import ModelShape
 
 MIB = 1024 * 1024
@@ -44,79 +46,6 @@ RAM_MARGIN_BYTES = 512 * MIB  # the OS and other apps need room too
 VRAM_MARGIN_BYTES = 256 * MIB
 ENGINE_RAM_OVERHEAD_BYTES = 96 * MIB  # the engine process: Python, llama.cpp code, thread stacks
 GPU_CONTEXT_OVERHEAD = {"CUDA": 320 * MIB, "ROCm": 320 * MIB, "Vulkan": 128 * MIB, "Metal": 0, "SYCL": 256 * MIB}
-
-# (type name, rows-multiple) that ggml's CPU backend repacks, by CPU feature set
-_REPACK_X86_AVX2 = {"Q4_0": 8, "Q4_K": 8, "IQ4_NL": 8, "MXFP4": 8}
-_REPACK_X86_AVX512 = {**_REPACK_X86_AVX2, "Q2_K": 8}
-_REPACK_ARM_I8MM = {"Q4_0": 4, "Q4_K": 8, "Q5_K": 8, "Q6_K": 8, "Q8_0": 4, "IQ4_NL": 4, "MXFP4": 4, "Q1_0": 4}
-_REPACK_ARM_DOTPROD = {"Q4_0": 4, "Q4_K": 8, "Q5_K": 8, "Q6_K": 8, "Q8_0": 4, "IQ4_NL": 4, "MXFP4": 4, "Q1_0": 4}
-
-
-def repack_rules(cpu_features: list[str]) -> dict[str, int]:
-    """Which weight types llama.cpp's CPU backend repacks on a CPU with these features."""
-    f = set(cpu_features)
-    if "AVX512" in f and "AVX2" in f:
-        return _REPACK_X86_AVX512
-    if "AVX2" in f:
-        return _REPACK_X86_AVX2
-    if "NEON" in f and "MATMUL_INT8" in f:
-        return _REPACK_ARM_I8MM
-    if "NEON" in f and "DOTPROD" in f:
-        return _REPACK_ARM_DOTPROD
-    return {}
-
-
-@dataclass(frozen=True)
-class Machine:
-    """What the prediction is held against (from :mod:`desktop_app.core.hardware`)."""
-
-    ram_available_bytes: int
-    ram_total_bytes: int
-    cpu_features: tuple[str, ...] = ()
-    gpu_name: str | None = None
-    gpu_backend: str | None = None  # CUDA, Metal, Vulkan, … (None: no usable GPU)
-    vram_free_bytes: int = 0
-    vram_total_bytes: int = 0
-    unified_memory: bool = False
-    gpu_offload_supported: bool = False
-    repack: bool = True  # the runtime's weight repacking (off: no CPU_REPACK copy is allocated)
-    # what the GPU takes, asked of it as llama.cpp asks (hardware probe): larger weights, or weights
-    # whose matmul result for a 512-token batch is larger, and unsupported types stay in RAM
-    gpu_max_tensor_bytes: int | None = None
-    gpu_unsupported_types: tuple[str, ...] = ()
-
-    @property
-    def has_gpu(self) -> bool:
-        return bool(self.gpu_backend) and self.gpu_offload_supported and self.vram_free_bytes > 0
-
-    @classmethod
-    def from_hardware(cls, hw) -> Machine:
-        """The first GPU llama.cpp can use (if the build offloads), else CPU only."""
-        gpu = hw.gpus[0] if hw.gpus else None
-        backend = None
-        device = None
-        if gpu is not None:
-            backend = {"nvidia": "CUDA", "apple": "Metal", "amd": "ROCm"}.get(gpu.vendor, "Vulkan")
-            built = [b for b in hw.llama_cpp.backends if b not in ("CPU", "RPC", "BLAS")]
-            if built:
-                backend = built[0]
-            gpus = [d for d in hw.llama_cpp.devices if d.type in ("gpu", "igpu")]
-            device = next((d for d in gpus if gpu.name and (gpu.name in d.description or d.description in gpu.name)),
-                          gpus[0] if gpus else None)  # fmt: skip
-        return cls(
-            ram_available_bytes=hw.ram.available_bytes,
-            ram_total_bytes=hw.ram.total_bytes,
-            cpu_features=tuple(hw.cpu.features),
-            gpu_name=gpu.name if gpu else None,
-            gpu_backend=backend,
-            vram_free_bytes=(gpu.vram_free_bytes or 0) if gpu else 0,
-            vram_total_bytes=(gpu.vram_total_bytes or 0) if gpu else 0,
-            unified_memory=bool(gpu and gpu.unified_memory),
-            gpu_offload_supported=hw.llama_cpp.gpu_offload_supported,
-            repack=hw.llama_cpp.runtime.repack if hw.llama_cpp.runtime is not None else True,
-            gpu_max_tensor_bytes=device.max_tensor_bytes if device is not None else None,
-            gpu_unsupported_types=tuple(device.unsupported_types) if device is not None else (),
-        )
 
 
 @dataclass(frozen=True)
@@ -190,89 +119,15 @@ class Prediction:
         return self.vram_free_bytes - self.vram.needed_bytes
 
 
-class _Model:
-    """Per-layer sums of a ModelShape, precomputed for fast repeated predictions.
+@dataclass
+class _Batch:
+    """The context and batch llama.cpp settles on: cells, tokens per batch, attention kind."""
 
-    ``gpu_ok(tensor)`` says whether llama.cpp would put a weight of an offloaded layer on the GPU;
-    the ones it would not (too large for the device, a type it cannot multiply) stay in RAM.
-    """
-
-    def __init__(self, shape: ModelShape, repack: dict[str, int], gpu_ok) -> None:
-        self.shape = shape
-        n = shape.n_layer
-        self.layer_bytes = [0] * n
-        self.layer_repack = [0] * n
-        self.layer_kept = [0] * n  # bytes that stay in RAM even when the layer is offloaded
-        # per layer: the matmul weights the GPU could take copies of, by phase (attention, feed-forward)
-        self.layer_copyable: list[dict[str, list[int]]] = [{"attn": [], "ffn": []} for _ in range(n)]
-        self.input_bytes = 0  # token embeddings (always CPU)
-        self.input_repack = 0
-        self.output_bytes = 0  # output layer: output norm + output matrix (+ anything outside blocks)
-        self.output_repack = 0
-        self.output_kept = 0
-        self.output_largest = 0
-        output_matmul_ok = True
-        # file order, for the mmap'd range: prefix sums, and where each part of the model lies
-        self.cum = [0]
-        self.input_span = (len(shape.tensors), -1)
-        self.layer_span = [(len(shape.tensors), -1)] * n
-        self.layer_kept_span = [(len(shape.tensors), -1)] * n
-        self.output_span = (len(shape.tensors), -1)
-        self.output_kept_span = (len(shape.tensors), -1)
-
-        def grow(span: tuple[int, int], i: int) -> tuple[int, int]:
-            return min(span[0], i), max(span[1], i)
-
-        for i, t in enumerate(shape.tensors):
-            self.cum.append(self.cum[-1] + t.n_bytes)
-            kept = not gpu_ok(t)
-            if t.name.startswith("token_embd"):
-                self.input_span = grow(self.input_span, i)
-            elif t.layer is not None and t.layer < n:
-                self.layer_span[t.layer] = grow(self.layer_span[t.layer], i)
-                if kept:
-                    self.layer_kept_span[t.layer] = grow(self.layer_kept_span[t.layer], i)
-            else:
-                self.output_span = grow(self.output_span, i)
-                if kept:
-                    self.output_kept_span = grow(self.output_kept_span, i)
-        for t in shape.tensors:
-            name = GGML_TYPES[t.type_id].name
-            rows = t.shape[1] if len(t.shape) >= 2 else 0
-            rp = t.n_bytes if (t.is_matmul_weight and name in repack and rows % repack[name] == 0) else 0
-            ok = gpu_ok(t)
-            if t.name.startswith("token_embd"):
-                self.input_bytes += t.n_bytes
-                self.input_repack += rp
-            elif t.layer is not None and t.layer < n:
-                self.layer_bytes[t.layer] += t.n_bytes
-                self.layer_repack[t.layer] += rp
-                self.layer_kept[t.layer] += 0 if ok else t.n_bytes
-                if t.is_matmul_weight and ok:
-                    phase = "ffn" if ".ffn_" in t.name else "attn"
-                    self.layer_copyable[t.layer][phase].append(t.n_bytes)
-            else:
-                self.output_bytes += t.n_bytes
-                self.output_repack += rp
-                self.output_kept += 0 if ok else t.n_bytes
-                if t.is_matmul_weight:
-                    output_matmul_ok = output_matmul_ok and ok
-                    if ok:
-                        self.output_largest = max(self.output_largest, t.n_bytes)
-        emb = shape.token_embd
-        tied = shape.tied_embeddings and emb is not None
-        # a model with tied embeddings multiplies by token_embd for its logits: llama.cpp copies it to
-        # the GPU with the output layer, if the GPU can take it
-        self.tied_copy_bytes = emb.n_bytes if (emb is not None and tied and gpu_ok(emb, matmul=True)) else 0
-        if tied:
-            output_matmul_ok = self.tied_copy_bytes > 0
-            self.output_largest = max(self.output_largest, self.tied_copy_bytes)
-        self.output_matmul_ok = output_matmul_ok  # the logits can be computed on the GPU
-        # KV elements per cell, per layer
-        # the allocator keeps about two copied weights of a phase alive at once (measured on Vulkan)
-        self.layer_copies = [{k: sum(sorted(v)[-2:]) for k, v in c.items()} for c in self.layer_copyable]
-        self.k_elems = [shape.n_head_kv[i] * shape.head_dim_k for i in range(n)]
-        self.v_elems = [shape.n_head_kv[i] * shape.head_dim_v for i in range(n)]
+    n_ctx: int  # KV cells, padded
+    n_ubatch: int  # tokens in one physical batch
+    flash_attn: bool
+    swa_cells: int  # cells of a sliding-window layer
+    n_kv: int  # cells the attention of a batch reads
 
 
 def _type_bytes(n_elements: int, kv_type: str) -> int:
@@ -293,7 +148,7 @@ class Predictor:
         # with a GPU in use, weights left in RAM go to its pinned host buffer type, which llama.cpp
         # lists before the CPU's repack buffers (make_cpu_buft_list): no repacked copy then
         repack = repack_rules(list(machine.cpu_features)) if machine.repack and not machine.has_gpu else {}
-        self._m = _Model(shape, repack, self._gpu_ok)
+        self._m = LayerSums(shape, repack, self._gpu_ok)
 
     def _gpu_ok(self, t, *, matmul: bool | None = None) -> bool:
         """Would llama.cpp put this weight on the GPU (llama-model-loader's weight_buft_supported)?"""
@@ -343,33 +198,31 @@ class Predictor:
         mask = n_kv * t * (2 if fa else 4)
         return mask + 2 * 4 * s.n_embd * t + (0 if fa else 2 * 4 * kv_dim * t) + 5 * 4 * t + 256
 
-    def evaluate(self, settings: RunSettings, n_gpu_layers: int) -> Prediction:
-        s, m, mc = self.shape, self._m, self.machine
-        n = s.n_layer
-        notes: list[str] = []
-        gpu = mc.has_gpu
-        ngl = max(0, min(n_gpu_layers, n + 1)) if gpu else 0
-        i_gpu_start = n + 1 - ngl
-        on_gpu = [il >= i_gpu_start for il in range(n + 1)]  # index n is the output layer
-
+    def _batch(self, settings: RunSettings, notes: list[str]) -> _Batch:
+        """Context cells, batch size and attention as llama.cpp will settle them for ``settings``."""
+        shape = self.shape
         n_ctx = _pad(max(settings.n_ctx, 1), KV_PAD)
-        t = max(1, min(settings.n_ubatch, settings.n_batch, n_ctx))
+        n_ubatch = max(1, min(settings.n_ubatch, settings.n_batch, n_ctx))
         # "auto" is resolved by probing the devices; the CPU, CUDA, Metal and Vulkan backends all
         # run the fused flash-attention op, so llama.cpp turns it on.
-        fa = settings.flash_attn != "off"
-        kv_type = settings.kv_type
-        if kv_type != "f16" and not fa:
+        flash = settings.flash_attn != "off"
+        if settings.kv_type != "f16" and not flash:
             if settings.flash_attn == "off":
                 notes.append("a quantized V cache needs flash attention; llama.cpp will refuse these settings")
             else:
-                fa = True
-        swa_cells = _pad(min(n_ctx, s.n_swa + t), KV_PAD) if s.n_swa and not settings.swa_full else n_ctx
+                flash = True
+        swa = shape.n_swa and not settings.swa_full
+        swa_cells = _pad(min(n_ctx, shape.n_swa + n_ubatch), KV_PAD) if swa else n_ctx
+        n_kv = n_ctx if not all(shape.swa_layers) else swa_cells
+        return _Batch(n_ctx, n_ubatch, flash, swa_cells, n_kv)
 
-        ram, vram = DeviceMemory(), DeviceMemory()
-        # weights
+    def _place_weights(self, on_gpu: list[bool], mmap: bool, ram: DeviceMemory, vram: DeviceMemory) -> dict[str, int]:
+        """Weights on the device of their layer (RAM: the mapped file range and repacked copies).
+        Returns what op offload copies in from RAM to the GPU, per phase."""
+        m, n = self._m, self.shape.n_layer
         ram.weights_bytes += m.input_bytes
         ram.repack_bytes += m.input_repack
-        copies = {"attn": 0, "ffn": 0, "output": 0}  # what op offload copies in from RAM, per phase
+        copies = {"attn": 0, "ffn": 0, "output": 0}
         for il in range(n):
             if on_gpu[il]:
                 vram.weights_bytes += m.layer_bytes[il] - m.layer_kept[il]
@@ -386,7 +239,7 @@ class Predictor:
             ram.weights_bytes += m.output_bytes
             ram.repack_bytes += m.output_repack
             copies["output"] = m.output_largest
-        if settings.mmap:
+        if mmap:
             ram.weights_bytes += ram.repack_bytes  # CPU_Mapped holds the whole file, CPU_REPACK a second copy
             ram.reclaimable_bytes = ram.repack_bytes
             # the mapped buffer is one file range, from the first weight in RAM to the last: offloaded
@@ -399,67 +252,92 @@ class Predictor:
             if mapped > in_ram:
                 ram.weights_bytes += mapped - in_ram
                 ram.reclaimable_bytes += mapped - in_ram
-        # KV cache, on the device of its layer
-        for il in range(n):
-            cells = swa_cells if s.swa_layers[il] else n_ctx
+        return copies
+
+    def _place_kv(self, on_gpu: list[bool], batch: _Batch, kv_type: str, ram: DeviceMemory, vram: DeviceMemory) -> None:
+        """The KV cache, on the device of its layer (sliding-window layers keep fewer cells)."""
+        m = self._m
+        for il in range(self.shape.n_layer):
+            cells = batch.swa_cells if self.shape.swa_layers[il] else batch.n_ctx
             kv = _type_bytes(cells * m.k_elems[il], kv_type) + _type_bytes(cells * m.v_elems[il], kv_type)
             if on_gpu[il]:
                 vram.kv_cache_bytes += kv
             else:
                 ram.kv_cache_bytes += kv
-        # logits of one sequence, in host memory
-        ram.output_bytes = 4 * s.n_vocab
-        # compute buffers
-        n_kv = n_ctx if not all(s.swa_layers) else swa_cells
-        any_cpu_layer = not all(on_gpu[:n])
+
+    def _place_compute(self, on_gpu: list[bool], batch: _Batch, copies: dict[str, int], ram: DeviceMemory,
+                       vram: DeviceMemory) -> None:  # fmt: skip
+        """The graph allocator's buffers on each device, and the GPU context's own overhead."""
+        shape, n, t, fa = self.shape, self.shape.n_layer, batch.n_ubatch, batch.flash_attn
+        n_gpu_layers = sum(on_gpu)
+        gpu = self.machine.has_gpu
         if gpu and t >= OP_OFFLOAD_MIN_BATCH:
             # llama.cpp plans the batch graph with the GPU in it: ops on weights left in RAM are
             # offloaded too (each weight copied in for its op), so the GPU computes the whole batch,
             # and the host keeps the graph's inputs, plus the logits if the GPU cannot compute them
-            logits_on_host = not m.output_matmul_ok
-            vram.compute_bytes = self._compute(n_kv, t, fa, not logits_on_host, True, gpu=True, copies=copies)
-            ram.compute_bytes = self._host_inputs(n_kv, t, fa)
+            logits_on_host = not self._m.output_matmul_ok
+            vram.compute_bytes = self._compute(batch.n_kv, t, fa, not logits_on_host, True, gpu=True, copies=copies)
+            ram.compute_bytes = self._host_inputs(batch.n_kv, t, fa)
             if logits_on_host:  # the logits phase: the logits and the normed embeddings they come from
-                ram.compute_bytes = max(ram.compute_bytes, 4 * t * (s.n_vocab + 2 * s.n_embd) + 5 * 4 * t + 256)
+                logits = 4 * t * (shape.n_vocab + 2 * shape.n_embd) + 5 * 4 * t + 256
+                ram.compute_bytes = max(ram.compute_bytes, logits)
         else:
-            ram.compute_bytes = self._compute(n_kv, t, fa, not on_gpu[n], any_cpu_layer)
-            if ngl:
-                vram.compute_bytes = self._compute(n_kv, t, fa, on_gpu[n], any(on_gpu[:n]), gpu=True)
-        if gpu and (ngl or vram.compute_bytes):
-            vram.overhead_bytes = GPU_CONTEXT_OVERHEAD.get(mc.gpu_backend or "", 256 * MIB)
+            ram.compute_bytes = self._compute(batch.n_kv, t, fa, not on_gpu[n], not all(on_gpu[:n]))
+            if n_gpu_layers:
+                vram.compute_bytes = self._compute(batch.n_kv, t, fa, on_gpu[n], any(on_gpu[:n]), gpu=True)
+        if gpu and (n_gpu_layers or vram.compute_bytes):
+            vram.overhead_bytes = GPU_CONTEXT_OVERHEAD.get(self.machine.gpu_backend or "", 256 * MIB)
         ram.overhead_bytes = ENGINE_RAM_OVERHEAD_BYTES
 
-        ram_free = mc.ram_available_bytes
-        vram_free = mc.vram_free_bytes if gpu else 0
-        if mc.unified_memory and gpu:
+    def _verdict(self, n_gpu_layers: int, ram: DeviceMemory, vram: DeviceMemory) -> tuple[Verdict, int, int]:
+        """Whether it fits, and where; with the free RAM and VRAM it was judged against."""
+        machine = self.machine
+        ram_free = machine.ram_available_bytes
+        vram_free = machine.vram_free_bytes if machine.has_gpu else 0
+        if machine.unified_memory and machine.has_gpu:
             # one pool: what the GPU takes is RAM too
             vram_free = min(vram_free, ram_free - ram.needed_bytes)
         fits_ram = ram.needed_bytes + RAM_MARGIN_BYTES <= ram_free
         fits_vram = not vram.needed_bytes or vram.needed_bytes + VRAM_MARGIN_BYTES <= vram_free
         if not (fits_ram and fits_vram):
             verdict = Verdict.TOO_LARGE
-        elif ngl == 0:
+        elif n_gpu_layers == 0:
             verdict = Verdict.CPU_ONLY
-        elif ngl >= n + 1:
+        elif n_gpu_layers >= self.shape.n_layer + 1:
             verdict = Verdict.FULL_GPU
         else:
             verdict = Verdict.PARTIAL_GPU
+        return verdict, ram_free, vram_free
+
+    def evaluate(self, settings: RunSettings, n_gpu_layers: int) -> Prediction:
+        """What llama.cpp will allocate for ``settings`` with ``n_gpu_layers`` offloaded, and whether it fits."""
+        n = self.shape.n_layer
+        notes: list[str] = []
+        ngl = max(0, min(n_gpu_layers, n + 1)) if self.machine.has_gpu else 0
+        on_gpu = [il >= n + 1 - ngl for il in range(n + 1)]  # index n is the output layer
+        batch = self._batch(settings, notes)
+        ram, vram = DeviceMemory(), DeviceMemory()
+        copies = self._place_weights(on_gpu, settings.mmap, ram, vram)
+        self._place_kv(on_gpu, batch, settings.kv_type, ram, vram)
+        ram.output_bytes = 4 * self.shape.n_vocab  # logits of one sequence, in host memory
+        self._place_compute(on_gpu, batch, copies, ram, vram)
+        verdict, ram_free, vram_free = self._verdict(ngl, ram, vram)
         if not settings.mmap:
             notes.append("without mmap the weights are read into RAM up front")
         return Prediction(
-            n_ctx=n_ctx,
+            n_ctx=batch.n_ctx,
             n_gpu_layers=ngl,
             n_layer=n,
-            kv_type=kv_type,
-            flash_attn=fa,
-            n_ubatch=t,
+            kv_type=settings.kv_type,
+            flash_attn=batch.flash_attn,
+            n_ubatch=batch.n_ubatch,
             ram=ram,
             vram=vram,
             verdict=verdict,
             ram_free_bytes=ram_free,
             vram_free_bytes=vram_free,
-            approximate=s.approximate,
-            notes=notes + list(s.approximate_reasons),
+            approximate=self.shape.approximate,
+            notes=notes + list(self.shape.approximate_reasons),
         )
 
     def _auto_layers(self, settings: RunSettings) -> int:

@@ -99,6 +99,73 @@ def _nbytes(shape: tuple[int, ...], type_name: str) -> int:
 QUANT_VERSION_KV_BYTES = 64  # general.quantization_version, which the quantizer adds (padded)
 
 
+def _attn_v_type(ftype: str, new: str, n_gqa: int, i_wv: int, n_wv: int, is_70b: bool, n_expert: int) -> str:
+    """llama_tensor_get_type for the attention's V (or fused QKV) weights."""
+    if ftype == "Q2_K":
+        new = "Q4_K" if n_gqa >= 4 else "Q3_K"
+    elif ftype == "Q2_K_S" and n_gqa >= 4:
+        new = "Q4_K"
+    elif ftype == "Q3_K_M":
+        new = "Q5_K" if i_wv < 2 else "Q4_K"
+    elif ftype == "Q3_K_L":
+        new = "Q5_K"
+    elif ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i_wv, n_wv):
+        new = "Q6_K"
+    elif ftype == "Q4_K_S" and i_wv < 4:
+        new = "Q5_K"
+    if is_70b and new in ("Q3_K", "Q4_K"):
+        new = "Q5_K"
+    if n_expert == 8:
+        new = "Q8_0"
+    return new
+
+
+def _ffn_down_type(ftype: str, new: str, i_layer: int, n_layer: int) -> str:
+    """llama_tensor_get_type for the feed-forward's down projection."""
+    if ftype == "Q2_K":
+        new = "Q3_K"
+    elif ftype == "Q2_K_S":
+        if i_layer < n_layer // 8:
+            new = "Q4_K"
+    elif ftype == "Q3_K_M":
+        new = "Q5_K" if i_layer < n_layer // 16 else "Q4_K"  # non-Falcon
+    elif ftype == "Q3_K_L":
+        new = "Q5_K"
+    elif ftype == "Q4_K_M":
+        if _use_more_bits(i_layer, n_layer):
+            new = "Q6_K"
+    elif ftype == "Q5_K_M" and _use_more_bits(i_layer, n_layer):
+        new = "Q6_K"
+    elif ftype == "Q4_K_S" and i_layer < n_layer // 8:
+        new = "Q5_K"
+    return new
+
+
+def _attn_output_type(ftype: str, new: str, n_expert: int) -> str:
+    """llama_tensor_get_type for the attention's output projection."""
+    if n_expert == 8:
+        if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):
+            new = "Q5_K"
+    elif ftype == "Q2_K":
+        new = "Q3_K"
+    elif ftype == "Q3_K_M":
+        new = "Q4_K"
+    elif ftype == "Q3_K_L":
+        new = "Q5_K"
+    return new
+
+
+def _fit_rows(new: str, nx: int) -> str:
+    """The type itself when its blocks tile a row of ``nx`` values, else llama.cpp's fallback."""
+    block = GGML_TYPES[T[new]].block_size
+    if nx % block == 0:
+        return new
+    fb = FALLBACK.get(new, new if block <= 32 else "F16")
+    if nx % GGML_TYPES[T[fb]].block_size != 0:
+        fb = "F16"
+    return fb
+
+
 def plan_quant(shape: ModelShape, quant: str, *, header_bytes: int, has_quant_version: bool = False) -> QuantPlan:
     """The tensors of ``shape`` (an F16/BF16/F32 model, or any GGUF) quantized to ``quant``.
 
@@ -137,63 +204,20 @@ def plan_quant(shape: ModelShape, quant: str, *, header_bytes: int, has_quant_ve
             elif cat == "token_embd":
                 pass
             elif cat in ("attn_v", "attn_qkv", "attn_kv_b"):
-                if ftype == "Q2_K":
-                    new = "Q4_K" if n_gqa >= 4 else "Q3_K"
-                elif ftype == "Q2_K_S" and n_gqa >= 4:
-                    new = "Q4_K"
-                elif ftype == "Q3_K_M":
-                    new = "Q5_K" if i_wv < 2 else "Q4_K"
-                elif ftype == "Q3_K_L":
-                    new = "Q5_K"
-                elif ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i_wv, n_attention_wv):
-                    new = "Q6_K"
-                elif ftype == "Q4_K_S" and i_wv < 4:
-                    new = "Q5_K"
-                if is_70b and new in ("Q3_K", "Q4_K"):
-                    new = "Q5_K"
-                if n_expert == 8:
-                    new = "Q8_0"
+                new = _attn_v_type(ftype, new, n_gqa, i_wv, n_attention_wv, is_70b, n_expert)
                 i_wv += 1
             elif cat == "attn_k":
                 if n_expert == 8:
                     new = "Q8_0"
             elif cat == "ffn_down":
                 i_layer = t.layer if (n_expert > 1 and t.layer is not None) else i_down
-                if ftype == "Q2_K":
-                    new = "Q3_K"
-                elif ftype == "Q2_K_S":
-                    if i_layer < n_layer // 8:
-                        new = "Q4_K"
-                elif ftype == "Q3_K_M":
-                    new = "Q5_K" if i_layer < n_layer // 16 else "Q4_K"  # non-Falcon
-                elif ftype == "Q3_K_L":
-                    new = "Q5_K"
-                elif ftype == "Q4_K_M":
-                    if _use_more_bits(i_layer, n_layer):
-                        new = "Q6_K"
-                elif ftype == "Q5_K_M" and _use_more_bits(i_layer, n_layer):
-                    new = "Q6_K"
-                elif ftype == "Q4_K_S" and i_layer < n_layer // 8:
-                    new = "Q5_K"
+                new = _ffn_down_type(ftype, new, i_layer, n_layer)
                 i_down += 1
             elif cat == "attn_output":
-                if n_expert == 8:
-                    if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):
-                        new = "Q5_K"
-                elif ftype == "Q2_K":
-                    new = "Q3_K"
-                elif ftype == "Q3_K_M":
-                    new = "Q4_K"
-                elif ftype == "Q3_K_L":
-                    new = "Q5_K"
-            # shape fallback
-            block = GGML_TYPES[T[new]].block_size
-            if t.shape[0] % block != 0:
-                n_fallback += 1
-                fb = FALLBACK.get(new, new if block <= 32 else "F16")
-                if t.shape[0] % GGML_TYPES[T[fb]].block_size != 0:
-                    fb = "F16"
-                new = fb
+                new = _attn_output_type(ftype, new, n_expert)
+            fitted = _fit_rows(new, t.shape[0])
+            n_fallback += fitted != new
+            new = fitted
         out.append(WeightTensor(t.name, t.layer, T[new], t.shape, _nbytes(t.shape, new)))
 
     data = sum(-(-t.n_bytes // ALIGN) * ALIGN for t in out)

@@ -166,7 +166,6 @@ def model_shape(headers: list[GGUFHeader]) -> ModelShape:
     a = arch + "."
     _check_limits(md, a)
     missing: list[str] = []
-    approx: list[str] = []
 
     def need(key: str, default: int) -> int:
         v = _int(md.get(a + key))
@@ -186,12 +185,7 @@ def model_shape(headers: list[GGUFHeader]) -> ModelShape:
     first_head = next((h for h in n_head if h), 1)
     head_dim_k = _int(md.get(a + "attention.key_length")) or n_embd // first_head
     head_dim_v = _int(md.get(a + "attention.value_length")) or n_embd // first_head
-    tokens = md.get("tokenizer.ggml.tokens")
-    n_vocab = (
-        (tokens.count if isinstance(tokens, GGUFArray) else len(tokens) if isinstance(tokens, list) else 0)
-        or _int(md.get(a + "vocab_size"))
-        or 0
-    )
+    n_vocab = _vocab_size(md, a)
     if not n_vocab:
         missing.append("tokenizer.ggml.tokens")
     n_ff_raw = md.get(a + "feed_forward_length")
@@ -206,23 +200,14 @@ def model_shape(headers: list[GGUFHeader]) -> ModelShape:
         missing.append(a + "context_length")
         n_ctx_train = 4096
 
-    tensors: list[WeightTensor] = []
-    for h in headers:
-        for t in h.tensors:
-            m = _LAYER_RE.match(t.name)
-            tensors.append(WeightTensor(t.name, int(m.group(1)) if m else None, t.type_id, t.shape, t.n_bytes))
+    tensors = [
+        WeightTensor(t.name, int(m.group(1)) if (m := _LAYER_RE.match(t.name)) else None, t.type_id, t.shape, t.n_bytes)
+        for h in headers
+        for t in h.tensors
+    ]
     names = {t.name for t in tensors}
     tied = "output.weight" not in names and "token_embd.weight" in names
-
-    if arch not in CHECKED_ARCHS and arch not in RECURRENT_ARCHS and arch not in MLA_ARCHS:
-        approx.append(f"the {arch} architecture has not been checked against llama.cpp's allocations")
-    if arch in RECURRENT_ARCHS:
-        approx.append(f"{arch} keeps a recurrent state that this estimate does not model yet")
-    if arch in MLA_ARCHS:
-        approx.append(f"{arch} compresses its KV cache (MLA); the KV figure is an upper bound")
-    if missing:
-        approx.append("missing metadata: " + ", ".join(missing))
-
+    approx = _approximations(arch, missing)
     quant = header_quant(md, tensors)[0] if tensors else None
     return ModelShape(
         architecture=arch,
@@ -247,6 +232,26 @@ def model_shape(headers: list[GGUFHeader]) -> ModelShape:
         missing=missing,
         approximate_reasons=approx,
     )
+
+
+def _vocab_size(md: dict, a: str) -> int:
+    tokens = md.get("tokenizer.ggml.tokens")
+    counted = tokens.count if isinstance(tokens, GGUFArray) else len(tokens) if isinstance(tokens, list) else 0
+    return counted or _int(md.get(a + "vocab_size")) or 0
+
+
+def _approximations(arch: str, missing: list[str]) -> list[str]:
+    """Why the prediction for this model is an estimate rather than llama.cpp's exact figure."""
+    approx = []
+    if arch not in CHECKED_ARCHS and arch not in RECURRENT_ARCHS and arch not in MLA_ARCHS:
+        approx.append(f"the {arch} architecture has not been checked against llama.cpp's allocations")
+    if arch in RECURRENT_ARCHS:
+        approx.append(f"{arch} keeps a recurrent state that this estimate does not model yet")
+    if arch in MLA_ARCHS:
+        approx.append(f"{arch} compresses its KV cache (MLA); the KV figure is an upper bound")
+    if missing:
+        approx.append("missing metadata: " + ", ".join(missing))
+    return approx
 
 
 def _elements(shape: tuple[int, ...]) -> int:
