@@ -1,6 +1,6 @@
 """The fit panel: will this model fit on this computer, at this context length, and where?
 
-Reusable (Model details now, Discover later): give it a ModelShape and the hardware; it predicts on
+Used by Model details: give it a ModelShape and the hardware; it predicts on
 every change of the controls (arithmetic only, well under a millisecond), so the slider stays fluid.
 """
 
@@ -126,8 +126,18 @@ class FitPanel(QWidget):
         self.machine: Machine | None = None
         self.predictor: Predictor | None = None
         self.prediction: Prediction | None = None
+        self._what_if: list[QuantOption] = []
         layout = QVBoxLayout(self)
+        layout.addLayout(self._build_controls())
+        self._build_prediction(layout)
+        self._build_other_quants(layout)
+        layout.addLayout(self._build_measure_row())
+        self._wire()
+        self.setEnabled(False)
 
+    # -- building ------------------------------------------------------------------------------
+    def _build_controls(self) -> QGridLayout:
+        """Context length, KV cache type and GPU layers."""
         controls = QGridLayout()
         controls.addWidget(QLabel("Context length"), 0, 0)
         self.ctx_slider = QSlider(Qt.Orientation.Horizontal)
@@ -152,8 +162,10 @@ class FitPanel(QWidget):
         gl.addStretch(1)
         controls.addLayout(gl, 2, 1)
         controls.setColumnStretch(1, 1)
-        layout.addLayout(controls)
+        return controls
 
+    def _build_prediction(self, layout: QVBoxLayout) -> None:
+        """Into layout: the verdict, the largest context, the two memory bars, their legend and the details."""
         self.verdict = QLabel()
         self.verdict.setObjectName("verdict")
         self.verdict.setWordWrap(True)
@@ -161,11 +173,17 @@ class FitPanel(QWidget):
         self.max_ctx = QLabel()
         self.max_ctx.setObjectName("muted")
         layout.addWidget(self.max_ctx)
-
         self.ram_bar = MemoryBar("RAM")
         self.vram_bar = MemoryBar("GPU memory")
         layout.addWidget(self.ram_bar)
         layout.addWidget(self.vram_bar)
+        layout.addLayout(self._build_legend())
+        self.details = QLabel()
+        self.details.setObjectName("muted")
+        self.details.setWordWrap(True)
+        layout.addWidget(self.details)
+
+    def _build_legend(self) -> QHBoxLayout:
         legend = QHBoxLayout()
         self.legend_labels: dict[str, QLabel] = {}
         for key, label, color in SEGMENTS:
@@ -177,12 +195,10 @@ class FitPanel(QWidget):
             legend.addWidget(text)
             legend.addSpacing(10)
         legend.addStretch(1)
-        layout.addLayout(legend)
-        self.details = QLabel()
-        self.details.setObjectName("muted")
-        self.details.setWordWrap(True)
-        layout.addWidget(self.details)
+        return legend
 
+    def _build_other_quants(self, layout: QVBoxLayout) -> None:
+        """Into layout: the what-if table of the standard quants, with its title and note."""
         self.quants_title = QLabel("Other quants of this model")
         self.quants_title.setObjectName("cardTitle")
         layout.addWidget(self.quants_title)
@@ -199,6 +215,7 @@ class FitPanel(QWidget):
         self.quants_table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.quants_table, 1)
 
+    def _build_measure_row(self) -> QHBoxLayout:
         mrow = QHBoxLayout()
         self.measured = QLabel("Not measured yet on this computer.")
         self.measured.setWordWrap(True)
@@ -206,15 +223,14 @@ class FitPanel(QWidget):
         self.measure_button.setToolTip("Load the model in llama.cpp (in the background) and record what it allocates")
         mrow.addWidget(self.measured, 1)
         mrow.addWidget(self.measure_button)
-        layout.addLayout(mrow)
-        self._what_if: list[QuantOption] = []
+        return mrow
 
+    def _wire(self) -> None:
         self.ctx_slider.valueChanged.connect(self._update)
         self.kv_combo.currentIndexChanged.connect(self._update)
         self.auto_layers.toggled.connect(self._auto_toggled)
         self.layers_spin.valueChanged.connect(self._update)
         self.measure_button.clicked.connect(lambda: self.measure_requested.emit(self.settings()))
-        self.setEnabled(False)
 
     # -- inputs --------------------------------------------------------------------------------
     def set_model(self, shape: ModelShape | None, machine: Machine | None) -> None:

@@ -50,7 +50,18 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("QuantDesk")
         self.setMinimumSize(960, 640)
         self.state = QSettings(str(ctx.paths.state_file), QSettings.Format.IniFormat)
+        self._build_frame()
+        self._build_pages()
+        self.statusBar().showMessage(f"QuantDesk {__version__}")
+        self.monitor = ResourceMonitor(parent=self)
+        self.monitor.memory.connect(self.hardware_page.update_memory)
+        self._wire()
+        self._restore(restore_state)
+        if ctx.startup_problem():
+            ctx.notify(ctx.startup_problem(), "warning")
 
+    def _build_frame(self) -> None:
+        """The sidebar on the left; the message bar above the page stack on the right."""
         central = QWidget()
         root = QHBoxLayout(central)
         root.setContentsMargins(0, 0, 0, 0)
@@ -70,6 +81,9 @@ class MainWindow(QMainWindow):
         root.addLayout(right, 1)
         self.setCentralWidget(central)
 
+    def _build_pages(self) -> None:
+        """One page per step, each with a sidebar entry and a Ctrl+number shortcut."""
+        ctx = self.ctx
         self.hardware_page = HardwarePage(ctx)
         self.downloads = DownloadManager(ctx, self)
         self.discover_page = DiscoverPage(ctx, self.downloads)
@@ -104,21 +118,21 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(f"Ctrl+{n}"), self, activated=lambda i=n - 1: self.show_page(i))
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
 
-        self.statusBar().showMessage(f"QuantDesk {__version__}")
-        self.monitor = ResourceMonitor(parent=self)
-        self.monitor.memory.connect(self.hardware_page.update_memory)
-
-        ctx.message.connect(self._show_message)
+    def _wire(self) -> None:
+        """Connect the pages and the app context to the window."""
+        self.ctx.message.connect(self._show_message)
         self.models_page.open_details.connect(self._open_details)
         self.details_page.go_to_models.connect(lambda: self.show_page_key("models"))
         self.settings_page.theme_changed.connect(self._apply_theme)
-        ctx.scan_started.connect(lambda: self.statusBar().showMessage("Scanning the model library…"))
-        ctx.scan_finished.connect(
+        self.ctx.scan_started.connect(lambda: self.statusBar().showMessage("Scanning the model library…"))
+        self.ctx.scan_finished.connect(
             lambda r: self.statusBar().showMessage(
                 f"{len(r.models)} model{'s' if len(r.models) != 1 else ''} in the library", 5000
             )
         )
 
+    def _restore(self, restore_state: bool) -> None:
+        """Restore the window's size and page from last time, or use the first-launch defaults."""
         page = CHAT_PAGE  # a first launch goes straight to a chat with the starter model
         if restore_state:
             geometry = self.state.value("window/geometry")
@@ -130,8 +144,6 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 800)
         self.show_page(page if 0 <= page < len(self.pages) else CHAT_PAGE)
-        if ctx.startup_problem():
-            ctx.notify(ctx.startup_problem(), "warning")
 
     def start(self) -> None:
         """Begin the background work: hardware detection, library scan, live memory readings."""

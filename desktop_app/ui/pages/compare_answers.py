@@ -1,4 +1,6 @@
-"""The Compare page's answer tabs: side by side with blind A/B voting, and summaries scored by ROUGE."""
+"""The Compare page's side-by-side tab: two models answer the same prompts, with blind A/B voting.
+
+The summaries tab, scored by ROUGE, is in compare_tasks."""
 
 from __future__ import annotations
 
@@ -7,20 +9,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -28,7 +26,6 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.compare import CompareError
 from desktop_app.core.compare.side_by_side import BlindSession, Pair, prompt_sets, save_user_prompt_set, side_by_side
-from desktop_app.core.compare.tasks import TaskResult, summarize_and_score
 from desktop_app.core.errors import Cancelled
 from desktop_app.core.kinds import ModelKind
 from desktop_app.ui import work
@@ -76,6 +73,17 @@ class SideBySideTab(_JobOwner, QWidget):
         self.job: work.Job | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 6, 0, 0)
+        lay.addLayout(self._build_top())
+        lay.addLayout(self._build_status())
+        lay.addWidget(self._build_split(), 1)
+        self._progress.connect(self._on_progress)
+        ctx.library_changed.connect(self._fill)
+        self._fill()
+        self._update()
+
+    # -- building ------------------------------------------------------------------------------
+    def _build_top(self) -> QHBoxLayout:
+        """The prompt set, the two models, Answer and Cancel."""
         top = QHBoxLayout()
         top.addWidget(QLabel("Prompts"))
         self.sets = QComboBox()
@@ -100,7 +108,9 @@ class SideBySideTab(_JobOwner, QWidget):
         self.cancel.clicked.connect(self.stop)
         top.addWidget(self.run)
         top.addWidget(self.cancel)
-        lay.addLayout(top)
+        return top
+
+    def _build_status(self) -> QHBoxLayout:
         status = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)
@@ -111,12 +121,19 @@ class SideBySideTab(_JobOwner, QWidget):
         self.blind.setToolTip("Sides shuffled and names hidden until you vote")
         self.blind.toggled.connect(self._blind_toggled)
         status.addWidget(self.blind)
-        lay.addLayout(status)
+        return status
 
+    def _build_split(self) -> QSplitter:
+        """The prompts on the left, the two answers with the votes on the right."""
         split = QSplitter(Qt.Orientation.Horizontal)
         self.prompts = QListWidget()
         self.prompts.currentRowChanged.connect(self._show_pair)
         split.addWidget(self.prompts)
+        split.addWidget(self._build_answers())
+        split.setSizes([260, 900])
+        return split
+
+    def _build_answers(self) -> QWidget:
         answers = QWidget()
         grid = QGridLayout(answers)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -128,6 +145,15 @@ class SideBySideTab(_JobOwner, QWidget):
         grid.addWidget(self.right_title, 0, 1)
         grid.addWidget(self.left, 1, 0)
         grid.addWidget(self.right, 1, 1)
+        grid.addLayout(self._build_votes(), 2, 0, 1, 2)
+        self.reveal = muted("")
+        self.tally = QLabel("")
+        self.tally.setWordWrap(True)
+        grid.addWidget(self.reveal, 3, 0, 1, 2)
+        grid.addWidget(self.tally, 4, 0, 1, 2)
+        return answers
+
+    def _build_votes(self) -> QHBoxLayout:
         votes = QHBoxLayout()
         self.vote_buttons = {}
         for key, text in (("left", "Left is better"), ("right", "Right is better"), ("tie", "Tie"),
@@ -136,19 +162,7 @@ class SideBySideTab(_JobOwner, QWidget):
             b.clicked.connect(lambda _c=False, k=key: self.vote(k))
             votes.addWidget(b)
             self.vote_buttons[key] = b
-        grid.addLayout(votes, 2, 0, 1, 2)
-        self.reveal = muted("")
-        self.tally = QLabel("")
-        self.tally.setWordWrap(True)
-        grid.addWidget(self.reveal, 3, 0, 1, 2)
-        grid.addWidget(self.tally, 4, 0, 1, 2)
-        split.addWidget(answers)
-        split.setSizes([260, 900])
-        lay.addWidget(split, 1)
-        self._progress.connect(self._on_progress)
-        ctx.library_changed.connect(self._fill)
-        self._fill()
-        self._update()
+        return votes
 
     # -- choosing ------------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -323,98 +337,3 @@ class SideBySideTab(_JobOwner, QWidget):
         if self.blind_session is not None:
             out["blind"] = self.blind_session.tally()
         return out
-
-
-class TasksTab(_JobOwner, QWidget):
-    scored = Signal()
-    _progress = Signal(str, int, int)
-
-    def __init__(self, ctx: AppContext, page, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.ctx, self.page = ctx, page
-        self.results: list[TaskResult] = []
-        self.job: work.Job | None = None
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 6, 0, 0)
-        about = ("The reference and the ticked candidates each summarize six short passages; ROUGE F1 against the "
-                 "hand-written summaries (quality) and against the reference's (drift).")  # fmt: skip
-        lay.addWidget(muted(about))
-        row = QHBoxLayout()
-        self.run = QPushButton("Summarize and score")
-        self.run.clicked.connect(self.start)
-        self.cancel = QPushButton("Cancel")
-        self.cancel.clicked.connect(self.stop)
-        self.progress = QProgressBar()
-        self.status = muted("")
-        for w in (self.run, self.cancel, self.progress):
-            row.addWidget(w)
-        row.addWidget(self.status, 1)
-        lay.addLayout(row)
-        cols = ["Model", "R-1 vs written", "R-2 vs written", "R-L vs written", "R-1 vs reference",
-                "R-2 vs reference", "R-L vs reference"]  # fmt: skip
-        self.table = QTableWidget(0, len(cols))
-        self.table.setHorizontalHeaderLabels(cols)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        lay.addWidget(self.table, 1)
-        self._progress.connect(self._on_progress)
-        self._update()
-
-    def _update(self) -> None:
-        running = self.running
-        self.run.setEnabled(not running)
-        self.cancel.setEnabled(running)
-
-    def start(self) -> None:
-        reference, candidates = self.page.reference.currentData(), self.page.candidate_paths()
-        if not reference or not candidates:
-            self.status.setText("Pick a reference and tick at least one candidate above.")
-            return
-        self.progress.setRange(0, 6 * (1 + len(candidates)))
-        self.progress.setValue(0)
-        self._done_models: list[str] = []
-        self.job = work.start(self, summarize_and_score, reference, candidates, progress=self._progress.emit,
-                              cancellable=True, on_result=self._done, on_error=self._failed,
-                              on_finished=self._finished)  # fmt: skip
-        self._update()
-
-    def _on_progress(self, model: str, i: int, n: int) -> None:
-        if i == n:
-            self._done_models.append(model)
-        self.progress.setValue(len(self._done_models) * n + (i if i < n else 0))
-        self.status.setText(f"{Path(model).name}: {i} of {n} summaries")
-
-    def _done(self, results: list[TaskResult]) -> None:
-        self.results = results
-        self.table.setRowCount(0)
-        for r in results:
-            row = self.table.rowCount()
-            self.table.insertRow(row)
-            cells = [f"{Path(r.model).name} ({r.role})"]
-            for d in (r.vs_written, r.vs_reference):
-                cells += [f"{d[k]:.3f}" if d else "—" for k in ("rouge1", "rouge2", "rougeL")]
-            for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
-        self.status.setText("Done.")
-
-    def _failed(self, exc: Exception) -> None:
-        self.status.setText(str(exc))
-
-    def _finished(self) -> None:
-        self._update()
-        self.page._update_buttons()
-        self.scored.emit()
-
-    def busy(self) -> list[str]:
-        return ["Summaries"] if self.running else []
-
-    def shutdown(self) -> None:
-        self.stop()
-
-    def export(self) -> dict:
-        if not self.results:
-            return {}
-        return {"summaries": [{"model": r.model, "role": r.role, "vs_written": r.vs_written,
-                               "vs_reference": r.vs_reference, "summaries": r.summaries}
-                              for r in self.results]}  # fmt: skip

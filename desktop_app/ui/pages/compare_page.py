@@ -6,47 +6,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, Signal
-from PySide6.QtSvgWidgets import QSvgWidget
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.core.compare import CompareProgress, Comparison, run_comparison
-from desktop_app.core.compare.report import (
-    kld_distribution_svg,
-    model_cells,
-    size_vs_kld_svg,
-    speed_svg,
-    to_html,
-    to_json,
-)
+from desktop_app.core.compare.report import to_html, to_json
 from desktop_app.core.compare.runner import REFERENCE_GRADE
 from desktop_app.core.kinds import ModelKind
 from desktop_app.core.memory import Machine
 from desktop_app.core.units import format_bytes
 from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
-from desktop_app.ui.pages.compare_answers import SideBySideTab, TasksTab
-from desktop_app.ui.widgets import PageHeader, muted
+from desktop_app.ui.pages.compare_answers import SideBySideTab
+from desktop_app.ui.pages.compare_fidelity import FidelityTab
+from desktop_app.ui.pages.compare_tasks import TasksTab
+from desktop_app.ui.widgets import PageHeader
 
-COLUMNS = ["Model", "Size", "PPL", "PPL ratio", "Mean KLD", "KLD p99", "Same top", "RMS Δp", "Prompt tok/s",
-           "Gen tok/s", "TTFT", "Peak RAM", "Predicted RAM", "In context"]  # fmt: skip
 DEFAULT_MAKE = ("F16", "Q8_0", "Q4_K_M")
 
 
@@ -86,7 +73,15 @@ class ComparePage(QWidget):
         about = ("What does the smaller quant cost? Fidelity measured the way llama-perplexity does (KL divergence "
                  "against a reference), speed and memory.")  # fmt: skip
         outer.addWidget(PageHeader("Compare quants", about))
+        outer.addLayout(self._build_pick())
+        self.tabs = self._build_tabs()
+        outer.addWidget(self.tabs, 1)
+        outer.addLayout(self._build_export())
+        self._wire()
 
+    # -- building ------------------------------------------------------------------------------
+    def _build_pick(self) -> QHBoxLayout:
+        """The reference and its options on the left, the candidates to tick on the right."""
         pick = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(QLabel("Reference (F16/BF16, or Q8_0 when F16 does not fit)"))
@@ -97,6 +92,20 @@ class ComparePage(QWidget):
         self.ref_warning.setWordWrap(True)
         self.ref_warning.setStyleSheet("color: #b45309;")
         left.addWidget(self.ref_warning)
+        left.addLayout(self._build_options())
+        left.addStretch(1)
+        pick.addLayout(left, 1)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Candidates (tick one or more)"))
+        self.candidates = QListWidget()
+        self.candidates.setAccessibleName("Candidate models")
+        self.candidates.setMaximumHeight(120)
+        right.addWidget(self.candidates)
+        pick.addLayout(right, 1)
+        return pick
+
+    def _build_options(self) -> QHBoxLayout:
+        """Context, chunks, the text to score and the button that makes quants."""
         opts = QHBoxLayout()
         opts.addWidget(QLabel("Context"))
         self.n_ctx = QSpinBox()
@@ -121,58 +130,25 @@ class ComparePage(QWidget):
         self.make_button.clicked.connect(self._ask_make_quants)
         opts.addWidget(self.make_button)
         opts.addStretch(1)
-        left.addLayout(opts)
-        left.addStretch(1)
-        pick.addLayout(left, 1)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Candidates (tick one or more)"))
-        self.candidates = QListWidget()
-        self.candidates.setAccessibleName("Candidate models")
-        self.candidates.setMaximumHeight(120)
-        right.addWidget(self.candidates)
-        pick.addLayout(right, 1)
-        outer.addLayout(pick)
+        return opts
 
-        run = QHBoxLayout()
-        self.run_button = QPushButton("Compare")
-        self.run_button.setDefault(True)
+    def _build_tabs(self) -> QTabWidget:
+        """Fidelity and speed (whose widgets the page keeps under their own names), side by side, summaries."""
+        tabs = QTabWidget()
+        f = self.fidelity = FidelityTab()
+        self.run_button, self.cancel_button, self.progress = f.run_button, f.cancel_button, f.progress
+        self.status, self.table = f.status, f.table
+        self.plot_kld, self.plot_size, self.plot_speed = f.plot_kld, f.plot_size, f.plot_speed
         self.run_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.status = muted("Pick a reference and at least one candidate.")
-        self.status.setWordWrap(True)
-        run.addWidget(self.run_button)
-        run.addWidget(self.cancel_button)
-        run.addWidget(self.progress, 1)
-        self.tabs = QTabWidget()
-        fidelity = QWidget()
-        fl = QVBoxLayout(fidelity)
-        fl.setContentsMargins(0, 6, 0, 0)
-        fl.addLayout(run)
-        fl.addWidget(self.status)
+        tabs.addTab(self.fidelity, "Fidelity and speed")
+        self.side_tab = SideBySideTab(self.ctx, self)
+        tabs.addTab(self.side_tab, "Side by side")
+        self.tasks_tab = TasksTab(self.ctx, self)
+        tabs.addTab(self.tasks_tab, "Summaries (ROUGE)")
+        return tabs
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        fl.addWidget(self.table, 1)
-        plots = QHBoxLayout()
-        self.plot_kld, self.plot_size, self.plot_speed = QSvgWidget(), QSvgWidget(), QSvgWidget()
-        for w, width in ((self.plot_kld, 560), (self.plot_size, 360), (self.plot_speed, 360)):
-            w.setFixedSize(int(width * 0.8), int(260 * 0.8))  # the SVGs scale; three fit a 1280-wide window
-            plots.addWidget(w)
-        plots.addStretch(1)
-        fl.addLayout(plots)
-        self.tabs.addTab(fidelity, "Fidelity and speed")
-        self.side_tab = SideBySideTab(ctx, self)
-        self.tabs.addTab(self.side_tab, "Side by side")
-        self.tasks_tab = TasksTab(ctx, self)
-        self.tabs.addTab(self.tasks_tab, "Summaries (ROUGE)")
-        outer.addWidget(self.tabs, 1)
+    def _build_export(self) -> QHBoxLayout:
         export = QHBoxLayout()
         self.export_html = QPushButton("Export report (HTML)…")
         self.export_html.clicked.connect(lambda: self._export("html"))
@@ -181,12 +157,13 @@ class ComparePage(QWidget):
         export.addStretch(1)
         export.addWidget(self.export_html)
         export.addWidget(self.export_json)
-        outer.addLayout(export)
+        return export
 
+    def _wire(self) -> None:
         self._progress.connect(self._on_progress)
         self.reference.currentIndexChanged.connect(self._reference_changed)
         self.candidates.itemChanged.connect(self._update_buttons)
-        ctx.library_changed.connect(self._fill_models)
+        self.ctx.library_changed.connect(self._fill_models)
         self._fill_models()
         self._update_buttons()
 
@@ -332,7 +309,7 @@ class ComparePage(QWidget):
 
     def _done(self, comparison: Comparison) -> None:
         self.comparison = comparison
-        self._show(comparison)
+        self.fidelity.show_comparison(comparison)
         self.progress.setValue(1000 if not comparison.cancelled else self.progress.value())
         failed = [r for r in comparison.candidates if r.error and not r.partial]
         if comparison.cancelled:
@@ -353,27 +330,6 @@ class ComparePage(QWidget):
         self._update_buttons()
         if self.comparison is not None:
             self.finished.emit(self.comparison)  # after the worker is gone: the page is no longer busy
-
-    def _show(self, c: Comparison) -> None:
-        data = to_json(c)
-        self.table.setRowCount(0)
-        for m in data["models"]:
-            row = self.table.rowCount()
-            self.table.insertRow(row)
-            name = Path(m["path"]).name + (" (reference)" if m["role"] == "reference" else "")
-            name += " (partial)" if m["partial"] else ""
-            by_column = model_cells(m)
-            if m["ttft_s"] is not None:
-                by_column["TTFT"] += " s"
-            cells = [name, *(by_column[h] for h in COLUMNS[1:])]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if 0 < col < len(cells) - 1:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, col, item)
-        self.plot_kld.load(QByteArray(kld_distribution_svg(c).encode()))
-        self.plot_size.load(QByteArray(size_vs_kld_svg(c).encode()))
-        self.plot_speed.load(QByteArray(speed_svg(c).encode()))
 
     def _export(self, kind: str) -> None:
         suffix = {"html": "HTML report (*.html)", "json": "JSON (*.json)"}[kind]

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSlider,
     QSplitter,
@@ -33,8 +32,9 @@ from desktop_app.core.memory import Machine, Predictor, RunSettings
 from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
-from desktop_app.ui.downloads import DownloadManager, DownloadTask
+from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.markdown_html import CARD, to_html
+from desktop_app.ui.pages.discover_downloads import DownloadsTable
 from desktop_app.ui.widgets import muted
 
 SEARCH_DEBOUNCE_MS = 350
@@ -78,6 +78,25 @@ class DiscoverPage(QWidget):
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 12)
+        outer.addLayout(self._build_search_bar())
+        self.status = muted("Type to search. Results appear as you type.")
+        outer.addWidget(self.status)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self._build_results())
+        split.addWidget(self._build_repo())
+        split.setSizes([430, 640])
+        outer.addWidget(split, 3)
+        dl_title = QLabel("Downloads")
+        dl_title.setObjectName("cardTitle")
+        outer.addWidget(dl_title)
+        self.dl_table = DownloadsTable(downloads)
+        outer.addWidget(self.dl_table, 1)
+        self._wire()
+        self._show_downloads()
+
+    # -- building ------------------------------------------------------------------------------
+    def _build_search_bar(self) -> QHBoxLayout:
+        """The query and its filters: sort, GGUF only, text generation, size, author."""
         bar = QHBoxLayout()
         self.query = QLineEdit()
         self.query.setPlaceholderText("Search models on the Hugging Face Hub (e.g. llama 3.2, qwen, smollm)")
@@ -97,11 +116,10 @@ class DiscoverPage(QWidget):
         self.author.setMaximumWidth(140)
         for w in (self.query, self.sort, self.gguf_only, self.text_gen, self.size, self.author):
             bar.addWidget(w, 1 if w is self.query else 0)
-        outer.addLayout(bar)
-        self.status = muted("Type to search. Results appear as you type.")
-        outer.addWidget(self.status)
+        return bar
 
-        split = QSplitter(Qt.Orientation.Horizontal)
+    def _build_results(self) -> QWidget:
+        """The left side: the repositories found, and More results."""
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 6, 0)
@@ -118,8 +136,10 @@ class DiscoverPage(QWidget):
         ll.addWidget(self.results, 1)
         self.more_button = QPushButton("More results")
         ll.addWidget(self.more_button)
-        split.addWidget(left)
+        return left
 
+    def _build_repo(self) -> QWidget:
+        """The right side: the open repository, the fit controls, its quants and card, Download."""
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(6, 0, 0, 0)
@@ -129,6 +149,21 @@ class DiscoverPage(QWidget):
         rl.addWidget(self.repo_title)
         self.repo_meta = muted("")
         rl.addWidget(self.repo_meta)
+        rl.addLayout(self._build_fit_controls())
+        self.recommend = QLabel()
+        self.recommend.setWordWrap(True)
+        self.recommend.setStyleSheet("font-weight: 600;")
+        rl.addWidget(self.recommend)
+        rl.addWidget(self._build_repo_tabs(), 1)
+        drow = QHBoxLayout()
+        self.download_button = QPushButton("Download selected quant")
+        self.download_button.setEnabled(False)
+        drow.addStretch(1)
+        drow.addWidget(self.download_button)
+        rl.addLayout(drow)
+        return right
+
+    def _build_fit_controls(self) -> QHBoxLayout:
         ctl = QHBoxLayout()
         ctl.addWidget(QLabel("Context"))
         self.ctx_slider = QSlider(Qt.Orientation.Horizontal)
@@ -141,11 +176,9 @@ class DiscoverPage(QWidget):
         ctl.addWidget(self.ctx_label)
         ctl.addWidget(QLabel("KV cache"))
         ctl.addWidget(self.kv_combo)
-        rl.addLayout(ctl)
-        self.recommend = QLabel()
-        self.recommend.setWordWrap(True)
-        self.recommend.setStyleSheet("font-weight: 600;")
-        rl.addWidget(self.recommend)
+        return ctl
+
+    def _build_repo_tabs(self) -> QTabWidget:
         tabs = QTabWidget()
         self.quants = QTableWidget(0, 6)
         self.quants.setHorizontalHeaderLabels(["Quant", "Bits/weight", "Size", "RAM", "GPU memory", "On this computer"])
@@ -160,31 +193,10 @@ class DiscoverPage(QWidget):
         self.card = QTextBrowser()
         self.card.setOpenExternalLinks(True)
         tabs.addTab(self.card, "Model card")
-        rl.addWidget(tabs, 1)
-        drow = QHBoxLayout()
-        self.download_button = QPushButton("Download selected quant")
-        self.download_button.setEnabled(False)
-        drow.addStretch(1)
-        drow.addWidget(self.download_button)
-        rl.addLayout(drow)
-        split.addWidget(right)
-        split.setSizes([430, 640])
-        outer.addWidget(split, 3)
+        return tabs
 
-        dl_title = QLabel("Downloads")
-        dl_title.setObjectName("cardTitle")
-        outer.addWidget(dl_title)
-        self.dl_table = QTableWidget(0, 5)
-        self.dl_table.setHorizontalHeaderLabels(["Model", "Progress", "Speed", "Time left", ""])
-        self.dl_table.verticalHeader().hide()
-        self.dl_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.dl_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        dh = self.dl_table.horizontalHeader()
-        dh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        dh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.dl_table.setMaximumHeight(150)
-        outer.addWidget(self.dl_table, 1)
-
+    def _wire(self) -> None:
+        """The search debounce, the controls' signals, and the throttled repaint of the downloads."""
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(SEARCH_DEBOUNCE_MS)
@@ -205,8 +217,7 @@ class DiscoverPage(QWidget):
         self._dl_timer.setSingleShot(True)
         self._dl_timer.setInterval(200)
         self._dl_timer.timeout.connect(self._show_downloads)
-        downloads.changed.connect(lambda _t: self._dl_timer.start() if not self._dl_timer.isActive() else None)
-        self._show_downloads()
+        self.downloads.changed.connect(lambda _t: self._dl_timer.start() if not self._dl_timer.isActive() else None)
 
     # -- search --------------------------------------------------------------------------------
     def _schedule(self, *_args) -> None:
@@ -356,36 +367,4 @@ class DiscoverPage(QWidget):
 
     # -- downloads -----------------------------------------------------------------------------
     def _show_downloads(self, *_args) -> None:
-        tasks = [t for t in self.downloads.tasks if t.state != "cancelled"]
-        self.dl_table.setRowCount(len(tasks))
-        for r, t in enumerate(tasks):
-            self.dl_table.setItem(r, 0, QTableWidgetItem(f"{t.repo_id} — {t.quant}"))
-            bar = QProgressBar()
-            bar.setRange(0, 1000)
-            bar.setValue(int(t.bytes_done / t.size_bytes * 1000) if t.size_bytes else 0)
-            label = {"downloading": t.phase or "downloading", "failed": "failed: " + t.error[:80]}.get(t.state, t.state)
-            bar.setFormat(f"{label} — {format_bytes(t.bytes_done)} of {format_bytes(t.size_bytes)}")
-            self.dl_table.setCellWidget(r, 1, bar)
-            self.dl_table.setItem(r, 2, QTableWidgetItem(f"{t.speed_bps / 1e6:.1f} MB/s" if t.state == "downloading"
-                                                         else ""))  # fmt: skip
-            eta = f"{t.eta_s:.0f} s" if t.state == "downloading" and t.eta_s else ""
-            self.dl_table.setItem(r, 3, QTableWidgetItem(eta))
-            self.dl_table.setCellWidget(r, 4, self._actions(t))
-
-    def _actions(self, t: DownloadTask) -> QWidget:
-        w = QWidget()
-        lay = QHBoxLayout(w)
-        lay.setContentsMargins(2, 0, 2, 0)
-        if t.state in ("downloading", "queued"):
-            b = QPushButton("Pause")
-            b.clicked.connect(lambda: self.downloads.pause(t))
-            lay.addWidget(b)
-        if t.state in ("paused", "failed"):
-            b = QPushButton("Resume" if t.state == "paused" else "Retry")
-            b.clicked.connect(lambda: self.downloads.resume(t))
-            lay.addWidget(b)
-        if t.state not in ("done", "cancelled"):
-            b = QPushButton("Cancel")
-            b.clicked.connect(lambda: self.downloads.cancel(t))
-            lay.addWidget(b)
-        return w
+        self.dl_table.refresh()

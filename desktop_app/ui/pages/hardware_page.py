@@ -28,6 +28,17 @@ class HardwarePage(QWidget):
         self.ctx = ctx
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 20)
+        outer.addLayout(self._build_header())
+        self.status = muted("Looking at your hardware…")
+        outer.addWidget(self.status)
+        self._build_cards(QGridLayout(scrolling_body(outer)))
+        ctx.hardware_changed.connect(self.show_hardware)
+        ctx.hardware_failed.connect(self._failed)
+        if ctx.hardware is not None:
+            self.show_hardware(ctx.hardware)
+
+    def _build_header(self) -> QHBoxLayout:
+        """The page header with the "Detect again" button beside it."""
         top = QHBoxLayout()
         top.addWidget(
             PageHeader(
@@ -40,12 +51,10 @@ class HardwarePage(QWidget):
         self.refresh_button.setToolTip("Look at the hardware again (e.g. after installing a GPU build)")
         self.refresh_button.clicked.connect(self.refresh)
         top.addWidget(self.refresh_button)
-        outer.addLayout(top)
+        return top
 
-        self.status = muted("Looking at your hardware…")
-        outer.addWidget(self.status)
-
-        grid = QGridLayout(scrolling_body(outer))
+    def _build_cards(self, grid: QGridLayout) -> None:
+        """Processor, memory, GPU and llama.cpp cards in a two-by-two grid."""
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(14)
 
@@ -64,6 +73,20 @@ class HardwarePage(QWidget):
         self.gpu_box = QVBoxLayout()
         self.gpu_card.body.addLayout(self.gpu_box)
 
+        self._build_llama_card()
+
+        grid.addWidget(self.cpu_card, 0, 0)
+        grid.addWidget(self.mem_card, 0, 1)
+        grid.addWidget(self.gpu_card, 1, 0)
+        grid.addWidget(self.llama_card, 1, 1)
+        for card in (self.cpu_card, self.mem_card, self.gpu_card, self.llama_card):
+            card.body.addStretch(1)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+        grid.setRowStretch(2, 1)
+
+    def _build_llama_card(self) -> None:
+        """The llama.cpp build: its facts, GPU offload, and the command for a GPU build."""
         self.llama_card = Card("llama.cpp engine")
         self.llama_grid = self.llama_card.add(KeyValueGrid())
         self.offload_label = self.llama_card.add(QLabel())
@@ -82,21 +105,6 @@ class HardwarePage(QWidget):
         self.backend_combo.currentIndexChanged.connect(
             lambda _i: self.command.set_command(self.backend_combo.currentData() or "")
         )
-
-        grid.addWidget(self.cpu_card, 0, 0)
-        grid.addWidget(self.mem_card, 0, 1)
-        grid.addWidget(self.gpu_card, 1, 0)
-        grid.addWidget(self.llama_card, 1, 1)
-        for card in (self.cpu_card, self.mem_card, self.gpu_card, self.llama_card):
-            card.body.addStretch(1)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
-        grid.setRowStretch(2, 1)
-
-        ctx.hardware_changed.connect(self.show_hardware)
-        ctx.hardware_failed.connect(self._failed)
-        if ctx.hardware is not None:
-            self.show_hardware(ctx.hardware)
 
     def refresh(self) -> None:
         self.status.setText("Looking at your hardware and checking how llama.cpp runs on it…")

@@ -103,8 +103,21 @@ class ModelDetailsPage(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.entry: LibraryEntry | None = None
+        self._shape_for: str | None = None  # entry id whose header the fit panel shows
+        self._shape = None
+        self._fingerprint = ""
+        self._measuring = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
+        layout.addLayout(self._build_header())
+        layout.addWidget(self._build_empty_state(), 1)
+        layout.addWidget(self._build_content(), 1)
+        self._wire()
+        self._fill_picker()
+        self.show_entry(ctx.selected)
+
+    def _build_header(self) -> QHBoxLayout:
+        """The page header with the model picker beside it."""
         top = QHBoxLayout()
         self.header = PageHeader("Model details", "Pick a model to see what is inside its GGUF file.")
         top.addWidget(self.header, 1)
@@ -112,8 +125,10 @@ class ModelDetailsPage(QWidget):
         self.picker.setMinimumWidth(320)
         self.picker.setToolTip("Which model to show")
         top.addWidget(self.picker)
-        layout.addLayout(top)
+        return top
 
+    def _build_empty_state(self) -> QWidget:
+        """What the page shows while no model is selected."""
         self.empty = QWidget()
         el = QVBoxLayout(self.empty)
         msg = QLabel("No model selected. Pick one on the Models page.")
@@ -123,8 +138,10 @@ class ModelDetailsPage(QWidget):
         self.models_button.clicked.connect(self.go_to_models)
         el.addWidget(self.models_button, 0, Qt.AlignmentFlag.AlignLeft)
         el.addStretch(1)
-        layout.addWidget(self.empty, 1)
+        return self.empty
 
+    def _build_content(self) -> QWidget:
+        """The selected model: its path, warnings and the tabs."""
         self.content = QWidget()
         cl = QVBoxLayout(self.content)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -141,7 +158,11 @@ class ModelDetailsPage(QWidget):
         self.warning.setObjectName("badgeWarn")
         self.warning.setWordWrap(True)
         cl.addWidget(self.warning)
+        cl.addWidget(self._build_tabs(self._build_arch_split()), 1)
+        return self.content
 
+    def _build_arch_split(self) -> QSplitter:
+        """The architecture card beside the tensor-type mix."""
         split = QSplitter(Qt.Orientation.Horizontal)
         self.arch_card = Card("Architecture")
         self.arch_grid = self.arch_card.add(KeyValueGrid())
@@ -165,7 +186,10 @@ class ModelDetailsPage(QWidget):
         )
         split.addWidget(self.mix_card)
         split.setSizes([520, 560])
+        return split
 
+    def _build_tabs(self, split: QSplitter) -> QTabWidget:
+        """Fit panel, architecture and tensors, chat template and all metadata."""
         self.tabs = QTabWidget()
         self.fit_panel = FitPanel()
         self.tabs.addTab(self.fit_panel, "Will it fit?")
@@ -174,6 +198,11 @@ class ModelDetailsPage(QWidget):
         self.template.setReadOnly(True)
         self.template.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.tabs.addTab(self.template, "Chat template")
+        self.tabs.addTab(self._build_metadata_tab(), "All metadata")
+        return self.tabs
+
+    def _build_metadata_tab(self) -> QWidget:
+        """A filterable table of every metadata key in the file."""
         meta = QWidget()
         ml = QVBoxLayout(meta)
         self.meta_filter = QLineEdit()
@@ -194,24 +223,18 @@ class ModelDetailsPage(QWidget):
         self.meta_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.meta_view.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         ml.addWidget(self.meta_view)
-        self.tabs.addTab(meta, "All metadata")
-        cl.addWidget(self.tabs, 1)
-        layout.addWidget(self.content, 1)
+        return meta
 
+    def _wire(self) -> None:
+        """Connect the widgets and the app context to this page."""
         self.meta_filter.textChanged.connect(self.meta_proxy.setFilterFixedString)
         self.copy_path_button.clicked.connect(self._copy_path)
         self.reveal_button.clicked.connect(self._reveal)
         self.picker.activated.connect(self._picked)
-        ctx.library_changed.connect(self._fill_picker)
-        ctx.selected_model_changed.connect(self.show_entry)
-        ctx.hardware_changed.connect(lambda _hw: self._apply_fit())
+        self.ctx.library_changed.connect(self._fill_picker)
+        self.ctx.selected_model_changed.connect(self.show_entry)
+        self.ctx.hardware_changed.connect(lambda _hw: self._apply_fit())
         self.fit_panel.measure_requested.connect(self._measure)
-        self._shape_for: str | None = None  # entry id whose header the fit panel shows
-        self._shape = None
-        self._fingerprint = ""
-        self._measuring = False
-        self._fill_picker()
-        self.show_entry(ctx.selected)
 
     def _fill_picker(self) -> None:
         self.picker.blockSignals(True)

@@ -46,7 +46,19 @@ class ModelsPage(QWidget):
                 "model. Drop .gguf files or folders here to add them.",
             )
         )
+        layout.addLayout(self._build_button_bar())
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by name, architecture, quant or folder")
+        self.filter.setClearButtonEnabled(True)
+        layout.addWidget(self.filter)
+        layout.addWidget(self._build_table(), 3)
+        self._build_status(layout)
+        layout.addWidget(self._build_problems(), 1)
+        self._wire()
+        self.refresh()
 
+    def _build_button_bar(self) -> QHBoxLayout:
+        """Add/open/rescan on the left, actions on the selected model on the right."""
         bar = QHBoxLayout()
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("Search a folder (and its subfolders) for GGUF models")
@@ -62,13 +74,10 @@ class ModelsPage(QWidget):
         bar.addStretch(1)
         for b in (self.details_button, self.reveal_button, self.remove_button):
             bar.addWidget(b)
-        layout.addLayout(bar)
+        return bar
 
-        self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter by name, architecture, quant or folder")
-        self.filter.setClearButtonEnabled(True)
-        layout.addWidget(self.filter)
-
+    def _build_table(self) -> QTableView:
+        """The library table behind a sorting, filtering proxy."""
         self.model = LibraryTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
@@ -89,8 +98,10 @@ class ModelsPage(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)
-        layout.addWidget(self.table, 3)
+        return self.table
 
+    def _build_status(self, layout: QVBoxLayout) -> None:
+        """The empty-library message and the scan status line."""
         self.empty = QLabel(
             "No models yet. Click “Add folder…” to point QuantDesk at the folder where you keep GGUF "
             "files, or drop them here."
@@ -99,10 +110,11 @@ class ModelsPage(QWidget):
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.empty)
-
         self.status = muted("")
         layout.addWidget(self.status)
 
+    def _build_problems(self) -> QGroupBox:
+        """The files and folders that could not be read, and why."""
         self.problems_box = QGroupBox("Could not be read")
         pb = QVBoxLayout(self.problems_box)
         self.problems = QTableWidget(0, 2)
@@ -116,11 +128,13 @@ class ModelsPage(QWidget):
         ph.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.problems.setColumnWidth(0, 380)
         pb.addWidget(self.problems)
-        layout.addWidget(self.problems_box, 1)
+        return self.problems_box
 
+    def _wire(self) -> None:
+        """Connect the buttons, the table, the filter and the app context to this page."""
         self.add_folder_button.clicked.connect(self.ask_add_folder)
         self.open_file_button.clicked.connect(self.ask_open_files)
-        self.rescan_button.clicked.connect(ctx.rescan)
+        self.rescan_button.clicked.connect(self.ctx.rescan)
         self.details_button.clicked.connect(self._details)
         self.reveal_button.clicked.connect(self._reveal)
         self.remove_button.clicked.connect(self.remove_selected)
@@ -130,11 +144,10 @@ class ModelsPage(QWidget):
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.remove_selected)
 
-        ctx.library_changed.connect(self.refresh)
-        ctx.scan_started.connect(lambda: self.status.setText("Scanning your folders…"))
-        ctx.scan_progress.connect(self._progress)
-        ctx.scan_finished.connect(self._scan_finished)
-        self.refresh()
+        self.ctx.library_changed.connect(self.refresh)
+        self.ctx.scan_started.connect(lambda: self.status.setText("Scanning your folders…"))
+        self.ctx.scan_progress.connect(self._progress)
+        self.ctx.scan_finished.connect(self._scan_finished)
 
     # -- data ----------------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -41,8 +41,18 @@ class SettingsPage(QWidget):
         layout = QVBoxLayout(scrolling_body(outer))
         layout.setContentsMargins(0, 0, 8, 0)
         layout.setSpacing(14)
+        layout.addWidget(self._build_folders_card())
+        layout.addWidget(self._build_token_card())
+        layout.addWidget(self._build_data_card())
+        layout.addWidget(self._build_running_card())
+        layout.addWidget(self._build_appearance_card())
+        layout.addStretch(1)
+        self._wire()
+        self.load()
+        self.refresh_token_status()
 
-        # Model folders
+    def _build_folders_card(self) -> Card:
+        """Model folders, plus the Hugging Face cache and starter model switches."""
         folders = Card("Model folders")
         folders.add(muted("QuantDesk lists every .gguf file in these folders and their subfolders."))
         self.folder_list = QListWidget()
@@ -59,9 +69,10 @@ class SettingsPage(QWidget):
         self.starter_box = QCheckBox("Show the starter model (SmolLM2-135M-Instruct, installed with QuantDesk)")
         folders.add(self.hf_cache_box)
         folders.add(self.starter_box)
-        layout.addWidget(folders)
+        return folders
 
-        # Token
+    def _build_token_card(self) -> Card:
+        """The Hugging Face token field, kept in the OS keyring."""
         token = Card("Hugging Face token")
         token.add(
             muted(
@@ -81,12 +92,13 @@ class SettingsPage(QWidget):
         token.body.addLayout(trow)
         self.token_status = token.add(QLabel("Checking the keyring…"))
         self.token_status.setWordWrap(True)
-        layout.addWidget(token)
+        return token
 
-        # Data
+    def _build_data_card(self) -> Card:
+        """Where settings, data, cache and logs live, with buttons to open them."""
         data = Card("Data location")
         self.data_grid = data.add(KeyValueGrid())
-        p = ctx.paths
+        p = self.ctx.paths
         self.data_grid.set_rows(
             [
                 ("Settings", str(p.settings_file)),
@@ -109,9 +121,10 @@ class SettingsPage(QWidget):
         drow.addWidget(self.open_logs_button)
         drow.addStretch(1)
         data.body.addLayout(drow)
-        layout.addWidget(data)
+        return data
 
-        # Running models
+    def _build_running_card(self) -> Card:
+        """The llama.cpp thread count."""
         run = Card("Running models")
         rrow = QHBoxLayout()
         rrow.addWidget(QLabel("Threads for llama.cpp"))
@@ -125,9 +138,10 @@ class SettingsPage(QWidget):
         run.add(muted(f"auto is llama.cpp's own default here: {auto}, one per {basis.removesuffix('s')}. "
                       "More threads than cores usually makes generation slower. Applies to the next model "
                       "loaded, comparisons and quantization."))  # fmt: skip
-        layout.addWidget(run)
+        return run
 
-        # Appearance
+    def _build_appearance_card(self) -> Card:
+        """The theme picker."""
         look = Card("Appearance")
         lrow = QHBoxLayout()
         lrow.addWidget(QLabel("Theme"))
@@ -137,9 +151,11 @@ class SettingsPage(QWidget):
         lrow.addWidget(self.theme_combo)
         lrow.addStretch(1)
         look.body.addLayout(lrow)
-        layout.addWidget(look)
-        layout.addStretch(1)
+        return look
 
+    def _wire(self) -> None:
+        """Connect the widgets and the app context to this page."""
+        p = self.ctx.paths
         self.add_folder_button.clicked.connect(self._ask_folder)
         self.remove_folder_button.clicked.connect(self._remove_folder)
         self.folder_list.currentRowChanged.connect(lambda r: self.remove_folder_button.setEnabled(r >= 0))
@@ -152,9 +168,7 @@ class SettingsPage(QWidget):
         self.open_logs_button.clicked.connect(lambda: reveal_in_file_manager(str(p.log_dir)))
         self.theme_combo.currentIndexChanged.connect(self._theme_picked)
         self.threads_spin.valueChanged.connect(self._threads_picked)
-        ctx.settings_changed.connect(self.load)
-        self.load()
-        self.refresh_token_status()
+        self.ctx.settings_changed.connect(self.load)
 
     def load(self) -> None:
         s = self.ctx.settings
