@@ -47,7 +47,7 @@ def test_compare_page_cancel_keeps_what_was_measured(make_window, qtbot, starter
         if p.role == "candidate" and p.chunk == 1:
             page.cancel()
 
-    page._progress.connect(cancel_in_candidate, Qt.ConnectionType.QueuedConnection)
+    page.progressed.connect(cancel_in_candidate, Qt.ConnectionType.QueuedConnection)
     with qtbot.waitSignal(page.finished, timeout=120_000) as sig:
         page.start()
     assert sig.args[0].cancelled and page.status.text().startswith("Cancelled") and not page.busy()
@@ -65,7 +65,7 @@ def test_side_by_side_blind_votes_and_summaries(make_window, qtbot, starter_path
     w.show_page_key("compare")
     page = w.compare_page
     tab = page.side_tab
-    tab._fill()
+    tab.refresh_choices()  # the prompt set was saved after the window opened
     tab.sets.setCurrentIndex(tab.sets.findText("two (2)"))
     tab.set_models(starter_path, starter_path)
     tab.blind.setChecked(True)

@@ -77,8 +77,8 @@ class SideBySideTab(_JobOwner, QWidget):
         lay.addLayout(self._build_status())
         lay.addWidget(self._build_split(), 1)
         self._progress.connect(self._on_progress)
-        ctx.library_changed.connect(self._fill)
-        self._fill()
+        ctx.library_changed.connect(self.refresh_choices)
+        self.refresh_choices()
         self._update()
 
     # -- building ------------------------------------------------------------------------------
@@ -165,7 +165,8 @@ class SideBySideTab(_JobOwner, QWidget):
         return votes
 
     # -- choosing ------------------------------------------------------------------------------
-    def _fill(self) -> None:
+    def refresh_choices(self) -> None:
+        """The prompt sets on disk and the models in the library (a set saved elsewhere shows up)."""
         current = self.sets.currentData()
         self.sets.clear()
         for s in prompt_sets():
@@ -194,7 +195,7 @@ class SideBySideTab(_JobOwner, QWidget):
         except (CompareError, OSError) as exc:
             self.ctx.notify(str(exc), "error")
             return
-        self._fill()
+        self.refresh_choices()
         self.sets.setCurrentIndex(max(0, self.sets.findText(f"{ps.name} ({len(ps.prompts)})")))
 
     def _update(self) -> None:

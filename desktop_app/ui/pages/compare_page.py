@@ -60,7 +60,7 @@ class ComparePage(QWidget):
     title = "Compare"
     finished = Signal(object)  # Comparison
     made = Signal()
-    _progress = Signal(object)  # CompareProgress, from the worker thread
+    progressed = Signal(object)  # CompareProgress, from the worker thread
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -160,7 +160,7 @@ class ComparePage(QWidget):
         return export
 
     def _wire(self) -> None:
-        self._progress.connect(self._on_progress)
+        self.progressed.connect(self._on_progress)
         self.reference.currentIndexChanged.connect(self._reference_changed)
         self.candidates.itemChanged.connect(self._update_buttons)
         self.ctx.library_changed.connect(self._fill_models)
@@ -278,7 +278,7 @@ class ComparePage(QWidget):
                             "memory at a time).")  # fmt: skip
         self._worker = work.start(
             self, run_comparison, reference, candidates, text_path=self.text_path, n_ctx=self.n_ctx.value(),
-            chunks=self.chunks.value() or None, progress=self._progress.emit, cancellable=True,
+            chunks=self.chunks.value() or None, progress=self.progressed.emit, cancellable=True,
             machine=Machine.from_hardware(self.ctx.hardware) if self.ctx.hardware is not None else None,
             on_result=self._done, on_error=self._failed, on_finished=self._worker_finished,
         )  # fmt: skip
