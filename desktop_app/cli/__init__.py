@@ -16,6 +16,12 @@ from desktop_app.cli import chat, compare, hub, local
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    from desktop_app.ui.platform_check import platform_problem
+
+    problem = platform_problem()  # before Qt, which would abort the process instead
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     try:
         from desktop_app.ui.app import run_gui
     except ImportError as exc:
