@@ -61,7 +61,8 @@ def test_the_stream_lands_in_the_answer_and_its_figures_are_kept(session, clock)
     assert session.add_text(8, "IGNORED") is False  # another request's tokens
     clock.now += SAVE_INTERVAL_S + 0.01
     assert session.add_text(7, "lo") is True  # a save is due: a crash loses at most a second
-    assert session.snapshot() is not None
+    saved, first = session.snapshot()
+    assert first and saved.messages[1].content == "Hello"  # what was streamed so far is what gets written
     assert session.add_text(7, "!") is False  # the snapshot was the save
     assert session.finish(8, STATS) is False
     assert session.finish(7, STATS) is True and not session.answering
