@@ -2,9 +2,9 @@
 
 On a Linux desktop without a few small X11 libraries (Debian 12's default install lacks
 libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1) Qt prints "Could not load the Qt platform plugin
-xcb" and aborts the process. Here the plugin Qt will try is checked first, by asking the dynamic
-loader which of its libraries are missing, and the user gets one line naming the packages to
-install for their distribution.
+xcb" and aborts the process. Here the plugin Qt will try is loaded first (ldd lists the missing
+libraries only when that fails), and the user gets one line naming the packages to install for
+their distribution.
 """
 
 from __future__ import annotations
@@ -79,17 +79,24 @@ def _ldd(path: Path) -> str | None:
 
 
 def missing_libraries(path: Path, ldd: Callable[[Path], str | None] | None = None) -> list[str]:
-    """The shared libraries the dynamic loader cannot find for ``path`` (all of them when ``ldd``
-    is there; else the first one, from loading it)."""
-    out = (ldd or _ldd)(path)
-    if out is not None:
-        return list(dict.fromkeys(_NOT_FOUND.findall(out)))
-    try:
-        ctypes.CDLL(str(path))
-    except OSError as exc:
-        m = _CANNOT_OPEN.search(str(exc))
-        return [m.group(1)] if m else []
-    return []
+    """The shared libraries the dynamic loader cannot find for ``path``.
+
+    By default the plugin is loaded (Qt loads it next anyway, so a start where it loads costs
+    nothing more); only when that fails is ``ldd`` asked for all the missing ones, and without
+    ldd the loader's own message names the first. A given ``ldd`` is asked directly.
+    """
+    if ldd is None:
+        try:
+            ctypes.CDLL(str(path))
+        except OSError as exc:
+            out = _ldd(path)
+            if out is None:
+                m = _CANNOT_OPEN.search(str(exc))
+                return [m.group(1)] if m else []
+            return list(dict.fromkeys(_NOT_FOUND.findall(out)))
+        return []
+    out = ldd(path)
+    return list(dict.fromkeys(_NOT_FOUND.findall(out or "")))
 
 
 def install_hint(missing: list[str]) -> str:
@@ -113,7 +120,6 @@ def platform_problem(
     can (or when this is not Linux, or the plugin is not found where PySide6 keeps it)."""
     if not (platform or sys.platform).startswith("linux"):
         return None
-    ldd = ldd or _ldd
     tried: dict[str, list[str]] = {}
     for name in candidate_platforms(os.environ if env is None else env):
         path = plugin_path(name)

@@ -7,8 +7,6 @@ from a short child process (see ``_llama_probe``).
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -18,7 +16,7 @@ import sys
 from desktop_app.core.child import child_command, child_env
 from desktop_app.core.errors import ProbeError  # noqa: F401 (re-exported)
 from desktop_app.core.hardware.types import GpuInfo, LlamaCppInfo, LlamaDevice
-from desktop_app.core.runtime.backends import PACKAGE, backend_dirs, llama_cpp_lib_dir
+from desktop_app.core.runtime.backends import PACKAGE, backend_dirs, llama_cpp_lib_dir, llama_cpp_version
 
 PROBE_TIMEOUT_S = 30
 # backend library stem -> the name people know it by
@@ -111,10 +109,7 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True,
     """Describe the installed llama.cpp build and how it runs here (the runtime check, when
     ``run_probe``: remembered, or run now the first time this build meets this CPU).
     Never raises; problems go into ``error``."""
-    try:
-        version = importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        version = None
+    version = llama_cpp_version()
     lib_dir = llama_cpp_lib_dir()
     if version is None or lib_dir is None:
         cmd, hint = gpu_build_command(gpus, system=system, version=None)

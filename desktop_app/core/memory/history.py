@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.paths import app_paths
+from desktop_app.core.runtime.backends import llama_cpp_version
 from desktop_app.core.sqlite_store import open_database
 
 SCHEMA_VERSION = 1
@@ -112,15 +113,6 @@ class MeasurementStore:
                 for r in rows]  # fmt: skip
 
 
-def _llama_cpp_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
 def _pair(path: str, settings: dict, predicted, buffers) -> MeasurementRecord:
     """What was predicted (a Prediction) beside what llama.cpp allocated (a LlamaBuffers)."""
     return MeasurementRecord(
@@ -140,7 +132,7 @@ def _pair(path: str, settings: dict, predicted, buffers) -> MeasurementRecord:
             "output_bytes": buffers.output_bytes,
             "buffers": buffers.to_dict(),
         },
-        llama_cpp_version=_llama_cpp_version(),
+        llama_cpp_version=llama_cpp_version() or "",
         created_at=time.time(),
     )
 

@@ -24,6 +24,16 @@ _NOT_BACKENDS = {"base"}
 PACKAGE = "llama-cpp-python"
 
 
+def llama_cpp_version() -> str | None:
+    """llama-cpp-python's installed version, from its metadata (llama_cpp is not imported)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def llama_cpp_lib_dir() -> str | None:
     """Where llama-cpp-python keeps its shared libraries, or None when it is not installed."""
     try:

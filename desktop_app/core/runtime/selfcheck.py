@@ -12,7 +12,6 @@ asks ("Detect again"). Every process that runs llama.cpp gets the chosen configu
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -342,11 +341,10 @@ def ensure_runtime(*, recheck: bool = False, cpu_features: list[str] | tuple[str
 
     None when llama-cpp-python is not installed. Never raises; thread-safe (one check at a time).
     """
-    from desktop_app.core.runtime.backends import PACKAGE, llama_cpp_lib_dir
+    from desktop_app.core.runtime.backends import llama_cpp_lib_dir, llama_cpp_version
 
-    try:
-        version = importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
+    version = llama_cpp_version()
+    if version is None:
         return None
     lib_dir = lib_dir or llama_cpp_lib_dir()
     if lib_dir is None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.chat.session import ChatSession, ModelStamp
 from desktop_app.core.chat.store import ChatStore, Conversation
 from desktop_app.core.engine import EngineError
+from desktop_app.core.runtime.backends import llama_cpp_version
 from desktop_app.ui.context import AppContext
 from desktop_app.ui.engine_client import EngineClient
 from desktop_app.ui.markdown_html import warm_up
@@ -158,9 +159,13 @@ class ChatPage(QWidget):
         (Regenerate answers it), the answer ends here."""
         if self._pending is not None:
             self._pending = None
-            self.session.abandon()
-            self._save()
-            self._after_answer()
+            self._unanswered()
+
+    def _unanswered(self) -> None:
+        """The turn will not be answered: the question stays (Regenerate answers it)."""
+        self.session.abandon()
+        self._save()
+        self._after_answer()
 
     def _model_ready(self, info: dict) -> None:
         self.reload_button.hide()
@@ -266,14 +271,13 @@ class ChatPage(QWidget):
         e = self.model_bar.loaded_entry
         stamp = None
         if e is not None:
-            stamp = ModelStamp(e.id, e.info.quant, self.model_bar.fingerprint, _llama_version(),
+            stamp = ModelStamp(e.id, e.info.quant, self.model_bar.fingerprint, llama_cpp_version() or "",
                                {"n_ctx": self.session.n_ctx, **sampling.__dict__})  # fmt: skip
         try:
             request = self.engine.chat(messages, sampling, reserve_answer=True)
         except EngineError as exc:
             self.ctx.notify(str(exc), "error")
-            self._pending = messages  # counted as pending so that it is abandoned the one way
-            self._abandon_pending()
+            self._unanswered()
             return
         self.session.begin(request, stamp)
         self._update_buttons()
@@ -357,12 +361,3 @@ class ChatPage(QWidget):
 
     def busy(self) -> bool:
         return self.engine.busy_request is not None
-
-
-def _llama_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
