@@ -8,6 +8,7 @@ times and checks that nothing's reference count moved.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 
@@ -16,6 +17,10 @@ from PySide6.QtCore import QObject, Signal
 from desktop_app.ui.engine_client import EngineClient
 
 EMITS = 3000
+# The leak this guards against moved True's count by one per emit (thousands here). Other objects being
+# freed while the test runs (a previous test's leftovers, a cycle collected mid-test) move the counts
+# by tens to a few hundred, in either direction: the limit sits between the two.
+LIMIT = 400
 
 
 class _Kinds(QObject):
@@ -25,6 +30,7 @@ class _Kinds(QObject):
 
 
 def _counts() -> tuple[int, int, int]:
+    gc.collect()
     return sys.getrefcount(True), sys.getrefcount(False), sys.getrefcount(None)
 
 
@@ -47,10 +53,10 @@ def test_emitting_signals_leaves_reference_counts_alone(qtbot):
         if i % 100 == 99:  # a leaking PySide6 is stopped here, before True's count reaches 0 and aborts us
             got.clear()
             drift = [a - b for a, b in zip(_counts(), before, strict=True)]
-            assert all(abs(d) < 50 for d in drift), f"after {i + 1} emits of each: True/False/None moved by {drift}"
+            assert all(abs(d) < LIMIT for d in drift), f"after {i + 1} emits of each: True/False/None moved by {drift}"
     got.clear()
     drift = [a - b for a, b in zip(_counts(), before, strict=True)]
-    assert all(abs(d) < 50 for d in drift), drift
+    assert all(abs(d) < LIMIT for d in drift), drift
 
 
 def test_signals_from_a_worker_thread_leave_reference_counts_alone(qtbot):
@@ -72,4 +78,4 @@ def test_signals_from_a_worker_thread_leave_reference_counts_alone(qtbot):
     qtbot.waitUntil(lambda: len(got) == 2 * EMITS, timeout=30_000)
     got.clear()
     drift = [a - b for a, b in zip(_counts(), before, strict=True)]
-    assert all(abs(d) < 50 for d in drift), drift
+    assert all(abs(d) < LIMIT for d in drift), drift
