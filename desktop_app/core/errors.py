@@ -75,6 +75,10 @@ class QuantizeError(QuantDeskError):
     """llama.cpp's quantizer failed."""
 
 
+class CheckpointError(QuantDeskError):
+    """A Hugging Face checkpoint could not be read or converted."""
+
+
 # -- the Hugging Face Hub and downloads
 
 
@@ -128,3 +132,18 @@ class CompareCancelled(Cancelled, CompareError):
 
 class KLDFileError(QuantDeskError):
     """Not a kl-divergence-base file, or a damaged one."""
+
+
+# -- quantizing and importance matrices
+
+
+class QuantizeCancelled(Cancelled, QuantizeError):
+    """The user cancelled quantizing; the partial output was deleted."""
+
+
+class ImatrixError(QuantDeskError):
+    """An importance matrix could not be read (damaged or not one) or computed."""
+
+
+class ImatrixCancelled(Cancelled, ImatrixError):
+    """The user cancelled computing an importance matrix; nothing was written."""
