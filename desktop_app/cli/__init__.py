@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from desktop_app import __version__
-from desktop_app.cli import chat, compare, hub, local
+from desktop_app.cli import chat, compare, convert, hub, local
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="open the window (the default)")
     p.add_argument("--screenshots", metavar="DIR", help="render every page to DIR/<page>.png and exit")
     p.set_defaults(func=cmd_gui)
-    for commands in (local, chat, hub, compare):
+    for commands in (local, chat, hub, compare, convert):
         commands.register(sub)
     return parser
 
