@@ -19,6 +19,8 @@ from desktop_app.ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
 SCREENSHOT_SIZE = (1280, 800)
+DIALOG_SHOT = "convert-dialog"  # after the pages: the Convert / Quantize dialog, on its own
+DIALOG_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the starter's own checkpoint on the Hub
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
@@ -34,7 +36,8 @@ def make_app(argv: list[str] | None = None) -> QApplication:
 
 
 class ScreenshotRunner(QObject):
-    """Renders every page to DIR/<page>.png with real content, then quits.
+    """Renders every page to DIR/<page>.png with real content, then the Convert / Quantize dialog to
+    DIR/convert-dialog.png (with its disk plan, or offline the reason there is none), then quits.
 
     It waits for what each page needs, one step at a time: the start (hardware, with the llama.cpp
     runtime check the first time, and the library), an answer on the Chat page, a short comparison
@@ -43,11 +46,12 @@ class ScreenshotRunner(QObject):
     for the exit message, and the next page follows. A step that takes too long is named as such.
     """
 
-    STEP_TIMEOUT_MS = {"start": 120_000, "chat": 90_000, "compare": 180_000}
+    STEP_TIMEOUT_MS = {"start": 120_000, "chat": 90_000, "compare": 180_000, "dialog": 60_000}
     STEP_WHAT = {
         "start": "the hardware check (with llama.cpp's runtime check) and the library scan",
         "chat": "an answer from the starter model on the Chat page",
         "compare": "a short comparison on the Compare page",
+        "dialog": "the disk plan in the Convert / Quantize dialog",
     }
 
     def __init__(self, window: MainWindow, out_dir: Path) -> None:
@@ -60,6 +64,7 @@ class ScreenshotRunner(QObject):
         self._lib = False
         self.step = "start"
         self._index = -1
+        self.dialog = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._timeout)
@@ -118,7 +123,10 @@ class ScreenshotRunner(QObject):
 
     def _shoot(self, index: int) -> None:
         self._index = index
-        if index >= len(PAGE_KEYS):
+        if index == len(PAGE_KEYS):
+            self._open_dialog()
+            return
+        if index > len(PAGE_KEYS):
             self.step = "done"
             self._timer.stop()
             QApplication.instance().quit()
@@ -155,11 +163,24 @@ class ScreenshotRunner(QObject):
                 self.problems.append(f"compare: {Path(r.path).name}: {r.error}")
         self._settled("compare")
 
+    def _open_dialog(self) -> None:
+        from desktop_app.ui.convert_dialog import ConvertDialog
+
+        self.dialog = ConvertDialog(self.window.ctx, DIALOG_SOURCE, quant="Q4_K_M", parent=self.window)
+        self._wait("dialog")
+        self.dialog.plan_ready.connect(lambda: self._settled("dialog"))
+        self.dialog.resize(700, self.dialog.sizeHint().height())
+        self.dialog.show()
+
     def _grab(self, index: int) -> None:
-        path = self.out_dir / f"{PAGE_KEYS[index]}.png"
-        if not self.window.grab().save(str(path)):
+        page = index < len(PAGE_KEYS)
+        widget = self.window if page else self.dialog
+        path = self.out_dir / f"{PAGE_KEYS[index] if page else DIALOG_SHOT}.png"
+        if not widget.grab().save(str(path)):
             self.problems.append(f"could not write {path}")
         self.written.append(path)
+        if not page:
+            self.dialog.close()
         self._shoot(index + 1)
 
     def _timeout(self) -> None:

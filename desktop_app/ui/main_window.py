@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app import __version__
 from desktop_app.ui.context import AppContext, Message
+from desktop_app.ui.convert_dialog import ConvertDialog
 from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.monitor import ResourceMonitor
 from desktop_app.ui.pages.chat import ChatPage
@@ -47,6 +49,7 @@ class MainWindow(QMainWindow):
         # GIL switch interval the GUI thread can wait several turns for the GIL before it paints.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.ctx = ctx
+        self._chat_after_scan = ""  # a converted model to open in Chat once the scan lists it
         self.setWindowTitle("QuantDesk")
         self.setMinimumSize(960, 640)
         self.state = QSettings(str(ctx.paths.state_file), QSettings.Format.IniFormat)
@@ -122,6 +125,9 @@ class MainWindow(QMainWindow):
         """Connect the pages and the app context to the window."""
         self.ctx.message.connect(self._show_message)
         self.models_page.open_details.connect(self._open_details)
+        self.models_page.chat_requested.connect(self.chat_with)
+        self.discover_page.chat_requested.connect(self.chat_with)
+        self.ctx.scan_finished.connect(lambda _r: QTimer.singleShot(0, self._chat_when_listed))
         self.details_page.go_to_models.connect(lambda: self.show_page_key("models"))
         self.settings_page.theme_changed.connect(self._apply_theme)
         self.ctx.scan_started.connect(lambda: self.statusBar().showMessage("Scanning the model library…"))
@@ -165,6 +171,32 @@ class MainWindow(QMainWindow):
         self.ctx.select_model(entry)
         self.show_page_key("model_details")
 
+    def chat_with(self, path: str) -> None:
+        """Open the model at ``path`` in Chat and load it; a file just added waits for the scan that
+        lists it."""
+        real = os.path.realpath(path)
+        entry = next((e for e in self.ctx.entries if e.info and os.path.realpath(e.id) == real), None)
+        if entry is None:
+            self._chat_after_scan = path if self.ctx.scanning else ""
+            if not self.ctx.scanning:
+                self.ctx.notify(f"{os.path.basename(path)} is not in the library: add it on the Models page.",
+                                "warning")  # fmt: skip
+            return
+        self._chat_after_scan = ""
+        self.ctx.select_model(entry)
+        bar = self.chat_page.model_bar
+        bar.fill()
+        bar.combo.setCurrentIndex(max(0, bar.combo.findData(entry.id)))
+        self.show_page_key("chat")
+        self.chat_page.load_selected()
+
+    def _chat_when_listed(self) -> None:
+        """After a scan: the model waiting for Chat, once it is listed (or no scan is left to list it)."""
+        if self._chat_after_scan:
+            self.chat_with(self._chat_after_scan)
+        if self._chat_after_scan:  # the scan's worker is still winding down: look again shortly
+            QTimer.singleShot(100, self._chat_when_listed)
+
     def _show_message(self, msg: Message) -> None:
         self.messages.show_message(msg.text, msg.level)
 
@@ -174,7 +206,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        busy = self.downloads.busy() + self.compare_page.busy()
+        busy = self.downloads.busy() + self.compare_page.busy() + ConvertDialog.busy_jobs()
         if busy:
             answer = QMessageBox.question(
                 self,
@@ -190,6 +222,7 @@ class MainWindow(QMainWindow):
         self.monitor.stop()
         self.chat_page.shutdown()
         self.compare_page.shutdown()
+        ConvertDialog.cancel_all()
         self.downloads.shutdown()
         self.ctx.shutdown()
         super().closeEvent(event)

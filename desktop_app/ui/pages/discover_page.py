@@ -25,13 +25,14 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.gguf.quant_names import KV_CACHE_TYPES
 from desktop_app.core.hub import HubUnreachableError
-from desktop_app.core.hub.quants import RepoQuants, repo_quants
+from desktop_app.core.hub.quants import RepoFile, RepoQuants, repo_quants
 from desktop_app.core.hub.search import search_models
 from desktop_app.core.kinds import Verdict
 from desktop_app.core.memory import Machine, Predictor, RunSettings
 from desktop_app.core.units import format_bytes, format_params
 from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
+from desktop_app.ui.convert_dialog import ConvertDialog
 from desktop_app.ui.downloads import DownloadManager
 from desktop_app.ui.markdown_html import CARD, to_html
 from desktop_app.ui.pages.discover_downloads import DownloadsTable
@@ -65,12 +66,14 @@ class DiscoverPage(QWidget):
     title = "Discover"
     results_shown = Signal()
     repo_shown = Signal()
+    chat_requested = Signal(str)  # a converted model's path, to open in Chat
 
     def __init__(self, ctx: AppContext, downloads: DownloadManager, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.downloads = downloads
         self.repo: RepoQuants | None = None
+        self.convert_dialog: ConvertDialog | None = None
         self._wanted_repo = ""
         self.limit = PAGE_SIZE
         self._search_gen = 0
@@ -350,11 +353,16 @@ class DiscoverPage(QWidget):
                 self.quants.setItem(r, c, item)
         self._quant_selected()
 
+    def _is_conversion(self, f: RepoFile | None) -> bool:
+        """A "(convert) …" row of a safetensors-only repo: made by converting, not downloaded as is."""
+        return f is not None and self.repo is not None and self.repo.safetensors_only and not f.parts
+
     def _quant_selected(self) -> None:
         rows = self.quants.selectionModel().selectedRows()
         f = self.repo.files[rows[0].row()] if rows and self.repo else None
-        self.download_button.setEnabled(bool(f and f.parts))
-        self.download_button.setToolTip("" if not f or f.parts else "Convert the safetensors model first")
+        convert = self._is_conversion(f)
+        self.download_button.setText("Download and convert…" if convert else "Download selected quant")
+        self.download_button.setEnabled(bool(f and (f.parts or convert)))
 
     def _download(self) -> None:
         rows = self.quants.selectionModel().selectedRows()
@@ -363,7 +371,17 @@ class DiscoverPage(QWidget):
         f = self.repo.files[rows[0].row()]
         if f.prediction is not None and f.prediction.verdict == Verdict.TOO_LARGE:
             self.ctx.notify(f"{f.quant} will not fit this computer at this context; downloading anyway.", "warning")
-        self.downloads.add(self.repo.repo_id, f.parts, f.quant, f.size_bytes)
+        if self._is_conversion(f):
+            self.open_convert(self.repo.repo_id, None if f.quant.upper() in ("F16", "BF16", "F32") else f.quant)
+        else:
+            self.downloads.add(self.repo.repo_id, f.parts, f.quant, f.size_bytes)
+
+    def open_convert(self, repo_id: str, quant: str | None) -> ConvertDialog:
+        """The conversion dialog for a safetensors repo, with the row's quant chosen (F16: none)."""
+        self.convert_dialog = ConvertDialog(self.ctx, repo_id, quant=quant, parent=self)
+        self.convert_dialog.chat_requested.connect(self.chat_requested)
+        self.convert_dialog.show()
+        return self.convert_dialog
 
     # -- downloads -----------------------------------------------------------------------------
     def _show_downloads(self, *_args) -> None:

@@ -14,16 +14,19 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.core.library import LibraryEntry, ScanResult
 from desktop_app.ui.context import AppContext
+from desktop_app.ui.convert_dialog import ConvertDialog
 from desktop_app.ui.desktop import reveal_in_file_manager
 from desktop_app.ui.library_model import ENTRY_ROLE, SORT_ROLE, LibraryTableModel
 from desktop_app.ui.widgets import PageHeader, muted
@@ -32,10 +35,12 @@ from desktop_app.ui.widgets import PageHeader, muted
 class ModelsPage(QWidget):
     title = "Models"
     open_details = Signal(object)  # LibraryEntry
+    chat_requested = Signal(str)  # a converted model's path, to open in Chat
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        self.convert_dialog: ConvertDialog | None = None
         self.setAcceptDrops(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
@@ -72,9 +77,23 @@ class ModelsPage(QWidget):
         for b in (self.add_folder_button, self.open_file_button, self.rescan_button):
             bar.addWidget(b)
         bar.addStretch(1)
-        for b in (self.details_button, self.reveal_button, self.remove_button):
+        for b in (self._build_convert_button(), self.details_button, self.reveal_button, self.remove_button):
             bar.addWidget(b)
         return bar
+
+    def _build_convert_button(self) -> QToolButton:
+        """Convert / Quantize…: the selected GGUF (or, with none, a checkpoint folder); its menu offers both."""
+        self.convert_button = QToolButton()
+        self.convert_button.setText("Convert / Quantize…")
+        self.convert_button.setToolTip("Quantize the selected GGUF, or convert a Hugging Face checkpoint folder")
+        self.convert_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        menu = QMenu(self.convert_button)
+        self.quantize_action = menu.addAction("Quantize the selected model…")
+        self.quantize_action.triggered.connect(self.convert_selected)
+        self.convert_folder_action = menu.addAction("Convert a checkpoint folder…")
+        self.convert_folder_action.triggered.connect(self.ask_convert_folder)
+        self.convert_button.setMenu(menu)
+        return self.convert_button
 
     def _build_table(self) -> QTableView:
         """The library table behind a sorting, filtering proxy."""
@@ -138,6 +157,7 @@ class ModelsPage(QWidget):
         self.details_button.clicked.connect(self._details)
         self.reveal_button.clicked.connect(self._reveal)
         self.remove_button.clicked.connect(self.remove_selected)
+        self.convert_button.clicked.connect(self.convert_selected)
         self.table.doubleClicked.connect(lambda _i: self._details())
         self.table.activated.connect(lambda _i: self._details())
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -207,7 +227,7 @@ class ModelsPage(QWidget):
 
     def _selection_changed(self, *_args) -> None:
         entry = self.selected_entry()
-        for b in (self.details_button, self.reveal_button, self.remove_button):
+        for b in (self.details_button, self.reveal_button, self.remove_button, self.quantize_action):
             b.setEnabled(entry is not None)
         if entry is not None:
             self.remove_button.setEnabled(entry.source != "starter")
@@ -238,11 +258,32 @@ class ModelsPage(QWidget):
         if refused:
             self.ctx.notify(
                 f"Not added: {', '.join(refused)} — only .gguf model files and folders can be added. "
-                "Other formats (safetensors, .bin) must be converted to GGUF first.",
+                "Other formats (safetensors, .bin) must be converted to GGUF first: use “Convert / Quantize…” on "
+                "the checkpoint's folder.",
                 "warning",
             )
         if changed:
             self.ctx.save_settings(rescan=True)
+
+    def convert_selected(self) -> None:
+        """The selected GGUF in the conversion dialog (it says when the file is already quantized);
+        with nothing selected, a checkpoint folder instead."""
+        entry = self.selected_entry()
+        if entry is None:
+            self.ask_convert_folder()
+        else:
+            self.open_convert(entry.id)
+
+    def ask_convert_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Convert a checkpoint (the folder with config.json)")
+        if folder:
+            self.open_convert(folder)
+
+    def open_convert(self, source: str) -> ConvertDialog:
+        self.convert_dialog = ConvertDialog(self.ctx, source, parent=self)
+        self.convert_dialog.chat_requested.connect(self.chat_requested)
+        self.convert_dialog.show()
+        return self.convert_dialog
 
     def remove_selected(self) -> None:
         entry = self.selected_entry()
