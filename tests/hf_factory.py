@@ -132,6 +132,25 @@ def sentencepiece_tokenizer(folder: Path, *, vocab_size: int = 400, template: st
     return int(sp.vocab_size())
 
 
+def llama_hf_tokenizer(folder: Path) -> int:
+    """A Llama-2-style tokenizer.json with no tokenizer.model (Metaspace, byte-fallback BPE, a Sequence
+    decoder), trained here: what gguf-py's LlamaHfVocab converts."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])  # fmt: skip
+    specials = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256))]
+    tok.train_from_iterator(_SP_TEXT.split(". "), trainers.BpeTrainer(vocab_size=320, special_tokens=specials))
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    config = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizerFast",
+              "chat_template": "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"}  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    return int(tok.get_vocab_size())
+
+
 ARCH_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_key_value_heads": 2,
               "tie_word_embeddings": False},
@@ -180,6 +199,8 @@ def random_checkpoint(folder: Path, arch: str, *, tokenizer: str = "sentencepiec
         assert bpe_from is not None, "the byte-level BPE tokenizer is the starter's"
         smollm_tokenizer(folder, bpe_from)
         vocab = 49152
+    elif tokenizer == "llama-hf":
+        vocab = llama_hf_tokenizer(folder)
     else:
         vocab = sentencepiece_tokenizer(folder) + 8  # a few unused rows, as real models pad their vocab
     hidden, ff, heads = 64, 128, 4

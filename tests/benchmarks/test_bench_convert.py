@@ -68,7 +68,8 @@ def test_the_starter_is_identical_and_not_slower(starter_hf, tmp_path, outtype):
 
 
 CASES = [
-    ("llama", "sentencepiece", "float16"), ("llama", "bpe", "bfloat16"), ("mistral", "sentencepiece", "bfloat16"),
+    ("llama", "sentencepiece", "float16"), ("llama", "bpe", "bfloat16"), ("llama", "llama-hf", "float16"),
+    ("mistral", "sentencepiece", "bfloat16"),
     ("qwen2", "bpe", "bfloat16"), ("qwen3", "bpe", "bfloat16"), ("gemma2", "sentencepiece", "float32"),
     ("gemma3", "sentencepiece", "bfloat16"), ("gemma3", "bpe", "float16"), ("phi3", "sentencepiece", "bfloat16"),
 ]  # fmt: skip

@@ -68,7 +68,18 @@ def test_the_starter_round_trips_to_the_byte(starter_hf, starter_f16, tmp_path, 
     assert np.array_equal(a, b)
 
 
-ARCHS = ["llama", "llama:bpe", "mistral", "qwen2:bpe", "qwen3:bpe", "gemma2", "gemma3", "gemma3:bpe", "phi3"]
+ARCHS = [
+    "llama",
+    "llama:bpe",
+    "llama:llama-hf",
+    "mistral",
+    "qwen2:bpe",
+    "qwen3:bpe",
+    "gemma2",
+    "gemma3",
+    "gemma3:bpe",
+    "phi3",
+]
 
 
 @pytest.mark.parametrize("case", ARCHS)

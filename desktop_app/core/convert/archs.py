@@ -17,6 +17,7 @@ import numpy as np
 
 from desktop_app.core.convert import vocab as vocabs
 from desktop_app.core.convert.hparams import find, rope_parameters
+from desktop_app.core.convert.rope import llama3_rope_factors, permute
 from desktop_app.core.convert.special_vocab import SpecialVocab
 from desktop_app.core.errors import CheckpointError
 
@@ -145,7 +146,10 @@ class TextArch:
 
     def sentencepiece(self, gw: gguf.GGUFWriter) -> None:
         size = find(self.hp, ("vocab_size_per_layer_input", "vocab_size"), optional=True)
-        v = vocabs.sentencepiece_vocab(self.folder, size)
+        self.write_vocab(gw, vocabs.sentencepiece_vocab(self.folder, size))
+
+    def write_vocab(self, gw: gguf.GGUFWriter, v: vocabs.Vocab) -> None:
+        """A "llama" (SentencePiece-like) vocabulary and its special tokens, bounded by its size."""
         v.add_to_gguf(gw)
         SpecialVocab(self.folder, n_vocab=len(v.tokens)).add_to_gguf(gw)
 
@@ -165,7 +169,10 @@ class LlamaArch(TextArch):
             config = vocabs.read_json_object(config_path, "tokenizer_config.json", limit=1 << 28)
             if isinstance(config.get("add_prefix_space"), bool):
                 gw.add_add_space_prefix(config["add_prefix_space"])
-        super().vocab(gw)
+        if vocabs.tokenizer_kind(self.folder) == "llama-hf":
+            self.write_vocab(gw, vocabs.llama_hf_vocab(self.folder))
+        else:
+            super().vocab(gw)
         if self.hp.get("vocab_size", 32000) == 49152:  # granite small models (and SmolLM, which shares the size)
             gw.add_add_bos_token(False)
 
@@ -192,38 +199,6 @@ class LlamaArch(TextArch):
         if not rope or str(rope.get("rope_type", "")).lower() != "llama3":
             return []
         return [(self.tensor_name(gguf.MODEL_TENSOR.ROPE_FREQS), llama3_rope_factors(rope, self.hp))]
-
-
-def permute(weights: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarray:
-    """Undo Hugging Face's Q/K row order (rotate-half RoPE) into GGML's interleaved order."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    if weights.shape[0] % (n_head * 2):
-        raise CheckpointError(f"A query/key matrix has {weights.shape[0]} rows, not a multiple of 2 × {n_head} heads.")
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))  # fmt: skip
-
-
-def llama3_rope_factors(rope: dict[str, Any], hp: dict[str, Any]) -> np.ndarray:
-    """Llama 3.1's frequency-dependent RoPE scaling, in float32 as the converter computes it."""
-    base = rope.get("rope_theta", 10000.0)
-    dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
-    freqs = np.float32(1.0) / (np.float32(base) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
-    factor = rope.get("factor", 8.0)
-    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
-    old = rope.get("original_max_position_embeddings", 8192)
-    low_wavelen, high_wavelen = old / low, old / high
-    out = []
-    for freq in freqs:
-        wavelen = np.float32(2 * math.pi) / freq
-        if wavelen < high_wavelen:
-            out.append(np.float32(1))
-        elif wavelen > low_wavelen:
-            out.append(np.float32(factor))
-        else:
-            smooth = (np.float32(old) / wavelen - np.float32(low)) / np.float32(high - low)
-            out.append(np.float32(1) / ((np.float32(1) - smooth) / np.float32(factor) + smooth))
-    return np.array(out, dtype=np.float32)
 
 
 class Qwen2Arch(TextArch):
@@ -332,9 +307,7 @@ class Phi3Arch(TextArch):
                 return self.bpe(gw)
         if vocabs.tokenizer_kind(self.folder) != "sentencepiece":
             raise CheckpointError("Phi-3 needs its tokenizer.model (SentencePiece); download it with the weights.")
-        v = vocabs.phi3_vocab(self.folder, self.hp.get("vocab_size"))
-        v.add_to_gguf(gw)
-        SpecialVocab(self.folder, n_vocab=len(v.tokens)).add_to_gguf(gw)
+        self.write_vocab(gw, vocabs.phi3_vocab(self.folder, self.hp.get("vocab_size")))
 
     def _rope_dims(self) -> int:
         n_embd, n_head = find(self.hp, ("hidden_size", "n_embd")), find(self.hp, ("num_attention_heads", "n_head"))

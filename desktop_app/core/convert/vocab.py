@@ -9,6 +9,7 @@ the same Rust code), so the hash, the vocabulary and the added tokens come out t
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -67,8 +68,10 @@ def tokenizer_kind(folder: Path) -> str:
         return "sentencepiece"
     if not (folder / "tokenizer.json").is_file():
         return ""
-    model = read_json_object(folder / "tokenizer.json", "tokenizer.json", limit=MAX_TOKENIZER_BYTES).get("model")
-    if isinstance(model, dict) and model.get("type") == "BPE" and model.get("byte_fallback"):
+    tokenizer = read_json_object(folder / "tokenizer.json", "tokenizer.json", limit=MAX_TOKENIZER_BYTES)
+    model, decoder = tokenizer.get("model"), tokenizer.get("decoder")
+    if (isinstance(model, dict) and model.get("type") == "BPE" and model.get("byte_fallback") is True
+            and isinstance(decoder, dict) and decoder.get("type") == "Sequence"):  # fmt: skip
         return "llama-hf"
     return "bpe"
 
@@ -232,3 +235,61 @@ def phi3_vocab(folder: Path, vocab_size: int | None) -> Vocab:
         tokens[tid], scores[tid] = data["content"].encode("utf-8"), -1000.0
         types[tid] = SPType.CONTROL if data.get("special") else SPType.USER_DEFINED
     return Vocab("llama", "default", tokens, types, scores)
+
+
+_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# transformers' LlamaTokenizer(Fast) fills these in when the config leaves them out
+_LLAMA_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def _special_tokens(folder: Path) -> set[str]:
+    """transformers' ``all_special_tokens``: the named special tokens and the additional ones, from
+    tokenizer_config.json and special_tokens_map.json."""
+    config = _tokenizer_config(folder)
+    found: set[str] = set()
+    sources = [config]
+    if (folder / "special_tokens_map.json").is_file():
+        sources.append(read_json_object(folder / "special_tokens_map.json", "special_tokens_map.json"))
+    if str(config.get("tokenizer_class", "")).startswith("LlamaTokenizer"):
+        sources.append(_LLAMA_DEFAULTS)
+    for source in sources:
+        for key in _SPECIAL_KEYS:
+            value = source.get(key)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                found.add(value)
+        extra = source.get("additional_special_tokens")
+        for value in extra if isinstance(extra, list) else []:
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                found.add(value)
+    return found
+
+
+def llama_hf_vocab(folder: Path) -> Vocab:
+    """gguf-py's ``LlamaHfVocab``: a SentencePiece-style BPE tokenizer.json (byte fallback) written as a
+    "llama" vocabulary, every score -1000, byte pieces typed BYTE, special tokens CONTROL."""
+    tokenizer = _load_fast(folder)
+    base = tokenizer.get_vocab_size(with_added_tokens=False)
+    vocab: dict[str, int] = tokenizer.get_vocab(with_added_tokens=True)
+    reverse = {i: t for t, i in vocab.items()}
+    added = sorted((i, t.content) for i, t in tokenizer.get_added_tokens_decoder().items() if i >= base)
+    missing = [t for t in _special_tokens(folder) if t not in vocab]
+    if missing:
+        raise CheckpointError(f"tokenizer_config.json names special tokens the vocabulary lacks: {missing[:3]}.")
+    special_ids = {vocab[t] for t in _special_tokens(folder)}
+    tokens: list[Any] = []
+    types: list[int] = []
+    for i in range(base):
+        if i not in reverse:
+            raise CheckpointError(f"tokenizer.json has no token with id {i}; it is damaged.")
+        text = reverse[i].encode("utf-8")
+        is_byte = re.fullmatch(rb"<0x[0-9A-Fa-f]{2}>", text) is not None
+        tokens.append(text)
+        types.append(
+            gguf.TokenType.BYTE if is_byte else gguf.TokenType.CONTROL if i in special_ids else gguf.TokenType.NORMAL
+        )
+    for _i, content in added:
+        tokens.append(content.encode("utf-8"))
+        types.append(gguf.TokenType.CONTROL if vocab[content] in special_ids else gguf.TokenType.USER_DEFINED)
+    return Vocab("llama", "default", tokens, types, [-1000.0] * len(tokens))
