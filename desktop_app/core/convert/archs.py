@@ -209,7 +209,18 @@ class Qwen3Arch(TextArch):
     gguf_arch = gguf.MODEL_ARCH.QWEN3
 
 
-class Gemma2Arch(TextArch):
+class _GemmaNorms(TextArch):
+    """Gemma's RMSNorm multiplies by (1 + w): llama.cpp's multiplies by w, so the converter adds 1,
+    in the tensor's own precision."""
+
+    def whole_tensor(self, name: str) -> bool:
+        return name.endswith("norm.weight")
+
+    def transform(self, name: str, data: np.ndarray) -> np.ndarray:
+        return data + data.dtype.type(1) if name.endswith("norm.weight") else data
+
+
+class Gemma2Arch(_GemmaNorms):
     """``Gemma2Model``: soft-capping keys, norms stored as (1 + w), no lm_head (tied)."""
 
     gguf_arch = gguf.MODEL_ARCH.GEMMA2
@@ -238,14 +249,8 @@ class Gemma2Arch(TextArch):
         gw.add_final_logit_softcapping(hp["final_logit_softcapping"])
         gw.add_sliding_window(hp["sliding_window"])
 
-    def whole_tensor(self, name: str) -> bool:
-        return name.endswith("norm.weight")
 
-    def transform(self, name: str, data: np.ndarray) -> np.ndarray:
-        return data + data.dtype.type(1) if name.endswith("norm.weight") else data
-
-
-class Gemma3Arch(TextArch):
+class Gemma3Arch(_GemmaNorms):
     """``Gemma3Model`` (text): norms stored as (1 + w), embedding rows beyond the tokenizer dropped."""
 
     gguf_arch = gguf.MODEL_ARCH.GEMMA3
@@ -286,12 +291,6 @@ class Gemma3Arch(TextArch):
                 self._n_vocab = self._real_vocab()
             return (min(self._n_vocab, shape[0]), *shape[1:])
         return shape
-
-    def whole_tensor(self, name: str) -> bool:
-        return name.endswith("norm.weight")
-
-    def transform(self, name: str, data: np.ndarray) -> np.ndarray:
-        return data + data.dtype.type(1) if name.endswith("norm.weight") else data
 
 
 class Phi3Arch(TextArch):

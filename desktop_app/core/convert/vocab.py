@@ -175,22 +175,32 @@ def _sp_type(sp: Any, i: int) -> int:
     return SPType.NORMAL
 
 
-def sentencepiece_vocab(folder: Path, vocab_size: int | None) -> Vocab:
-    """``_create_vocab_sentencepiece``: pieces, scores and types, then added tokens over them."""
+def _sentencepiece_base(
+    folder: Path, vocab_size: int | None, *, strict: bool
+) -> tuple[list[Any], list[float], list[int]]:
+    """The pieces of tokenizer.model padded to the model's vocabulary, then added_tokens.json over
+    them. ``strict``: more pieces than the model has is an error (Phi-3), else the rest is dropped."""
     sp = _load_sentencepiece(folder)
     size = vocab_size or sp.vocab_size()
+    if strict and sp.vocab_size() > size:
+        raise CheckpointError(f"tokenizer.model has {sp.vocab_size()} pieces, more than the model's {size}.")
     tokens: list[Any] = [f"[PAD{i}]".encode() for i in range(size)]
     scores = [-10000.0] * size
     types: list[int] = [SPType.UNUSED] * size
     for i in range(min(sp.vocab_size(), size)):
-        tokens[i] = sp.IdToPiece(i).encode("utf-8")
-        scores[i] = sp.GetScore(i)
-        types[i] = _sp_type(sp, i)
+        tokens[i], scores[i], types[i] = sp.IdToPiece(i).encode("utf-8"), sp.GetScore(i), _sp_type(sp, i)
     added_file = folder / "added_tokens.json"
     if added_file.is_file():
         for key, tid in read_json_object(added_file, "added_tokens.json").items():
             if isinstance(tid, int) and 0 <= tid < size:
                 tokens[tid], scores[tid], types[tid] = key.encode("utf-8"), -1000.0, SPType.USER_DEFINED
+    return tokens, scores, types
+
+
+def sentencepiece_vocab(folder: Path, vocab_size: int | None) -> Vocab:
+    """``_create_vocab_sentencepiece``: pieces, scores and types, then added tokens over them."""
+    tokens, scores, types = _sentencepiece_base(folder, vocab_size, strict=False)
+    size = len(tokens)
     decoder = _tokenizer_config(folder).get("added_tokens_decoder", {})
     for key, data in decoder.items() if isinstance(decoder, dict) else []:
         tid = int(key) if str(key).isdecimal() else -1
@@ -209,20 +219,8 @@ def sentencepiece_vocab(folder: Path, vocab_size: int | None) -> Vocab:
 def phi3_vocab(folder: Path, vocab_size: int | None) -> Vocab:
     """Phi-3's own SentencePiece reading: added tokens from tokenizer_config.json and tokenizer.json,
     typed by their "special" flag only, and no pre-normalized spaces (``Phi3MiniModel.set_vocab``)."""
-    sp = _load_sentencepiece(folder)
-    size = vocab_size or sp.vocab_size()
-    tokens: list[Any] = [f"[PAD{i}]".encode() for i in range(size)]
-    scores = [-10000.0] * size
-    types: list[int] = [SPType.UNUSED] * size
-    if sp.vocab_size() > size:
-        raise CheckpointError(f"tokenizer.model has {sp.vocab_size()} pieces, more than the model's {size}.")
-    for i in range(sp.vocab_size()):
-        tokens[i], scores[i], types[i] = sp.IdToPiece(i).encode("utf-8"), sp.GetScore(i), _sp_type(sp, i)
-    added_file = folder / "added_tokens.json"
-    if added_file.is_file():
-        for key, tid in read_json_object(added_file, "added_tokens.json").items():
-            if isinstance(tid, int) and 0 <= tid < size:
-                tokens[tid], scores[tid], types[tid] = key.encode("utf-8"), -1000.0, SPType.USER_DEFINED
+    tokens, scores, types = _sentencepiece_base(folder, vocab_size, strict=True)
+    size = len(tokens)
     decoder = _tokenizer_config(folder).get("added_tokens_decoder", {})
     entries = [(int(k), v) for k, v in decoder.items() if str(k).isdecimal()] if isinstance(decoder, dict) else []
     if (folder / "tokenizer.json").is_file():
