@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -311,6 +311,20 @@ class ConvertDialog(QDialog):
         label.setText(text)
         label.setStyleSheet(style)
         label.setVisible(bool(text))
+
+    def event(self, event: QEvent) -> bool:
+        handled = super().event(event)
+        if event.type() == QEvent.Type.LayoutRequest and self.isVisible():
+            self._fit_height()
+        return handled
+
+    def _fit_height(self) -> None:
+        """Grow to show what has just appeared (the chosen text's path, the progress, the outcome): a
+        window keeps its height when word-wrapped labels need more lines, and the rows above them would
+        be squeezed over each other."""
+        needed = self.heightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     # -- closing -------------------------------------------------------------------------------
     def _chat(self) -> None:

@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class Plan:
     outtype: str
     entries: dict[str, TensorEntry]
     tensors: list[PlannedTensor]
+    name: str = ""  # general.name; "" is the folder's name, as llama.cpp's converter writes
 
     @property
     def output_bytes(self) -> int:
@@ -175,8 +176,9 @@ def _check_unique(tensors: list[PlannedTensor]) -> None:
 
 def convert(folder: str | Path, outfile: str | Path, outtype: str = "f16", *,
             progress: Callable[[ConvertProgress], None] | None = None,
-            cancel: threading.Event | None = None) -> ConvertResult:  # fmt: skip
-    """Write ``outfile``: the checkpoint in ``folder`` as a GGUF of ``outtype``.
+            cancel: threading.Event | None = None, name: str | None = None) -> ConvertResult:  # fmt: skip
+    """Write ``outfile``: the checkpoint in ``folder`` as a GGUF of ``outtype``, named ``name`` (default:
+    the folder's name; a Hub download's folder is a commit hash in the HF cache).
 
     Raises:
         CheckpointError: the checkpoint cannot be converted (the message says why), or the disk is full.
@@ -184,6 +186,8 @@ def convert(folder: str | Path, outfile: str | Path, outtype: str = "f16", *,
     """
     started = time.monotonic()
     p = plan(folder, outtype)
+    if name:
+        p = replace(p, name=name)
     out = Path(outfile)
     out.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out.parent).free
@@ -280,7 +284,7 @@ def _emit(data: np.ndarray, fout: Any) -> int:
 def _metadata(p: Plan, gw: gguf.GGUFWriter) -> None:
     """In the converter's order: general, model parameters, quantization version, tokenizer."""
     gw.add_type(gguf.GGUFType.MODEL)
-    gw.add_name(p.folder.name)
+    gw.add_name(p.name or p.folder.name)
     params = sum(int(np.prod(t.shape)) for t in p.tensors)
     gw.add_size_label(gguf.size_label(params, 0, 0, 0))
     p.arch.params(gw)

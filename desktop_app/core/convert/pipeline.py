@@ -192,15 +192,16 @@ def run(req: ConvertRequest, *, progress: Callable[[JobProgress], None] | None =
     name = base_name(req)
     final_path = Path(req.outfile).expanduser() if req.outfile else None
     kind = source_kind(req.source)
-    source = req.source
+    source, model_name = req.source, None
     if kind == "hub":
         source = str(download_checkpoint(req.source, progress=lambda p: report(_from_download(p)), cancel=stop))
-        kind = "folder"
+        kind, model_name = "folder", req.source.rstrip("/").split("/")[-1]  # not the snapshot's commit hash
     if kind == "folder":
         float_path = outdir / f"{name}-{req.outtype.upper()}.gguf"
         if final_path is not None:
             float_path = final_path if not req.quant else final_path.with_name(f"{final_path.stem}.{req.outtype}.gguf")
-        convert(source, float_path, req.outtype, progress=lambda p: report(_from_convert(p)), cancel=stop)
+        convert(source, float_path, req.outtype, progress=lambda p: report(_from_convert(p)), cancel=stop,
+                name=model_name)  # fmt: skip
         outtype = req.outtype
     else:
         float_path, outtype = Path(source), _float_type_of(source)
