@@ -87,7 +87,7 @@ class ConvertDialog(QDialog):
     chat_requested = Signal(str)  # the finished file, to open in Chat
     plan_ready = Signal()  # a disk plan, or the reason there is none, is shown
     ended = Signal(str)  # "done" | "cancelled" | "failed", once the worker has ended
-    _progressed = Signal(object)  # JobProgress, from the worker thread
+    progressed = Signal(object)  # JobProgress, from the worker thread
 
     running: ClassVar[set[ConvertDialog]] = set()  # for the window's "still running" question on quit
 
@@ -174,7 +174,7 @@ class ConvertDialog(QDialog):
         self._debounce.setInterval(PLAN_DEBOUNCE_MS)
         self._debounce.timeout.connect(self._plan)
         self.options.changed.connect(self._options_changed)
-        self._progressed.connect(self._on_progress)
+        self.progressed.connect(self._on_progress)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
@@ -243,7 +243,7 @@ class ConvertDialog(QDialog):
     def _report(self, p: JobProgress) -> None:
         """On the worker thread: hand the progress to the GUI thread (nothing, once the dialog is gone)."""
         with contextlib.suppress(RuntimeError):
-            self._progressed.emit(p)
+            self.progressed.emit(p)
 
     def _on_progress(self, p: JobProgress) -> None:
         if self._job is None or self._job.cancelled:
@@ -262,6 +262,7 @@ class ConvertDialog(QDialog):
 
     def _done(self, result: JobResult) -> None:
         self.result, self.outcome = result, "done"
+        self.plan_label.hide()  # the plan was for before; the result says what it took
         self.progress.setValue(1000)
         self.phase.setText("")
         kept = f"\nThe intermediate file is kept: {result.intermediate}" if result.intermediate else ""

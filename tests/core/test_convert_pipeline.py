@@ -36,6 +36,9 @@ def test_a_hub_repo_downloads_converts_and_quantizes(hub, checkpoint, tmp_path):
     space = disk_plan(req)
     assert space.download_bytes == (checkpoint / "model.safetensors").stat().st_size
     assert space.ok and 0 < space.final_bytes < space.intermediate_bytes
+    assert space.shared_disk, "tmp and the HF cache share a disk here: the download counts"
+    assert space.peak_bytes == space.download_bytes + space.intermediate_bytes + space.final_bytes
+    assert "to the Hugging Face cache on the same disk" in space.describe()
     phases: list[JobProgress] = []
     result = run(req, progress=phases.append)
     assert [p.name for p in out.iterdir()] == ["Tiny-Llama-Q8_0.gguf"], "the intermediate F16 is deleted"

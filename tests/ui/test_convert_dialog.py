@@ -61,6 +61,16 @@ def _out_files(tmp_path) -> list[str]:
     return sorted(p.name for p in out.iterdir()) if out.exists() else []
 
 
+def _run(qtbot, d) -> list[str]:
+    """Start the job and wait for it to succeed; the phase lines it showed on the way."""
+    phases: list[str] = []
+    d.progressed.connect(lambda _p: phases.append(d.phase.text()))
+    with qtbot.waitSignal(d.ended, timeout=JOB_TIMEOUT) as ended:
+        d.start()
+    assert ended.args == ["done"], d.outcome_label.text()
+    return phases
+
+
 def test_a_checkpoint_is_converted_quantized_and_added_to_the_library(qtbot, ctx, open_dialog, checkpoint, tmp_path):
     d = open_dialog(checkpoint, quant="Q4_K_M")
     assert d.kind == "folder" and "Checkpoint folder" in d.source_label.text()
@@ -70,7 +80,7 @@ def test_a_checkpoint_is_converted_quantized_and_added_to_the_library(qtbot, ctx
     qtbot.waitUntil(d.start_button.isEnabled, timeout=PLAN_TIMEOUT)
     assert d.plan_label.text().startswith("This needs")
     phases: list[str] = []
-    d._progressed.connect(lambda _p: phases.append(d.phase.text()))
+    d.progressed.connect(lambda _p: phases.append(d.phase.text()))
     with qtbot.waitSignal(d.ended, timeout=JOB_TIMEOUT) as ended:
         qtbot.mouseClick(d.start_button, Qt.MouseButton.LeftButton)
         assert not d.options.isEnabled() and d.cancel_button.isVisible() and not d.close_button.isVisible()
@@ -194,11 +204,7 @@ def test_discover_downloads_and_converts_a_safetensors_repo(make_window, qtbot, 
     d = page.convert_dialog
     assert d.chosen_quant() is None
     qtbot.waitUntil(d.start_button.isEnabled, timeout=PLAN_TIMEOUT)
-    phases: list[str] = []
-    d._progressed.connect(lambda _p: phases.append(d.phase.text()))
-    with qtbot.waitSignal(d.ended, timeout=JOB_TIMEOUT) as ended:
-        d.start()
-    assert ended.args == ["done"], d.outcome_label.text()
+    phases = _run(qtbot, d)
     assert any(t.startswith("Downloading ") for t in phases), phases
     assert Path(d.result.path).name == "Tiny-Llama-F16.gguf"
 
@@ -209,11 +215,7 @@ def test_an_importance_matrix_from_a_text_file_is_computed_and_used(qtbot, open_
     d.options.choose_imatrix("text", str(text))
     assert d.options.imatrix_file.text() == f"Text: {text}" and d.options.calibration() == str(text)
     qtbot.waitUntil(d.start_button.isEnabled, timeout=PLAN_TIMEOUT)
-    phases: list[str] = []
-    d._progressed.connect(lambda _p: phases.append(d.phase.text()))
-    with qtbot.waitSignal(d.ended, timeout=JOB_TIMEOUT) as ended:
-        d.start()
-    assert ended.args == ["done"], d.outcome_label.text()
+    phases = _run(qtbot, d)
     assert any(t.startswith("Importance matrix: chunk ") for t in phases), phases
     assert _out_files(tmp_path) == ["Tiny-Llama-Q4_K_M.gguf"], "the computed matrix is not left behind"
 

@@ -119,12 +119,14 @@ def test_a_safetensors_repo_is_found_converted_with_an_imatrix_and_chatted_with(
     assert d.options.imatrix_file.text() == f"Text: {calibration}"
     qtbot.waitUntil(d.start_button.isEnabled, timeout=HUB_TIMEOUT)
     weights = (smollm_repo / "model.safetensors").stat().st_size
-    assert d.plan_label.text().startswith(f"This downloads {format_bytes(weights)}, needs "), d.plan_label.text()
+    assert d.plan_label.text().startswith(f"This downloads {format_bytes(weights)} to the Hugging Face cache"), (
+        d.plan_label.text()
+    )
     qtbot.waitUntil(lambda: _laid_out(d), timeout=LAYOUT_TIMEOUT)  # it grew for the calibration file's path
     _shot(d, "2-dialog-before-start")
 
     phases: list[str] = []  # the phase line under the progress bar, each time the job reports
-    d._progressed.connect(lambda _p: phases.append(d.phase.text()))
+    d.progressed.connect(lambda _p: phases.append(d.phase.text()))
     with qtbot.waitSignal(d.ended, timeout=JOB_TIMEOUT) as ended:
         qtbot.mouseClick(d.start_button, Qt.MouseButton.LeftButton)
     assert ended.args == ["done"], d.outcome_label.text()

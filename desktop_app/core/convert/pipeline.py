@@ -65,11 +65,13 @@ class DiskPlan:
     intermediate_bytes: int  # the float GGUF (deleted at the end unless kept)
     final_bytes: int
     free_bytes: int  # in outdir
+    shared_disk: bool = False  # the download lands on the output's disk (the HF cache is there too)
 
     @property
     def peak_bytes(self) -> int:
-        """On the output disk at the worst moment: the float GGUF and the quant side by side."""
-        return self.intermediate_bytes + self.final_bytes
+        """On the output disk at the worst moment: the float GGUF and the quant side by side, and the
+        downloaded checkpoint when it sits on the same disk."""
+        return self.intermediate_bytes + self.final_bytes + (self.download_bytes if self.shared_disk else 0)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +80,8 @@ class DiskPlan:
     def describe(self) -> str:
         parts = []
         if self.download_bytes:
-            parts.append(f"downloads {format_bytes(self.download_bytes)}")
+            where = " to the Hugging Face cache on the same disk" if self.shared_disk else ""
+            parts.append(f"downloads {format_bytes(self.download_bytes)}{where}")
         parts.append(f"needs {format_bytes(self.peak_bytes)} free while working, {format_bytes(self.final_bytes)} "
                      f"at the end; {format_bytes(self.free_bytes)} is free")  # fmt: skip
         return "This " + ", ".join(parts) + "."
@@ -147,12 +150,20 @@ def disk_plan(req: ConvertRequest) -> DiskPlan:
             with contextlib.suppress(QuantDeskError):
                 fetch_small(req.source, "model.safetensors.index.json")
         floating = _float_bytes(folder, req.outtype, download)
+        shared = _same_disk(folder, out)
     else:
-        download, folder = 0, Path(req.source)
+        download, folder, shared = 0, Path(req.source), False
         floating = plan(folder, req.outtype).output_bytes
     if not req.quant:
-        return DiskPlan(download, 0, floating, free)
-    return DiskPlan(download, floating, _quant_bytes(folder, req.quant, floating), free)
+        return DiskPlan(download, 0, floating, free, shared)
+    return DiskPlan(download, floating, _quant_bytes(folder, req.quant, floating), free, shared)
+
+
+def _same_disk(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve().stat().st_dev == b.resolve().stat().st_dev
+    except OSError:
+        return True  # cannot tell: count the download, the safer side
 
 
 def _float_bytes(folder: Path, outtype: str, weights: int) -> int:
