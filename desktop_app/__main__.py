@@ -1,3 +1,8 @@
-from desktop_app.cli import main
+import sys
 
-raise SystemExit(main())
+from desktop_app.core.child import run_child_if_asked
+
+if not run_child_if_asked(sys.argv):
+    from desktop_app.cli import main
+
+    raise SystemExit(main())

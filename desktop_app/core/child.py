@@ -10,9 +10,27 @@ from pathlib import Path
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
+RUN_CHILD = "--run-child"  # a frozen app has no ``python -m``: its own binary runs the module
+
+
 def child_command(module: str, *args: str) -> list[str]:
-    """``python -m module args…`` with the interpreter running us."""
+    """``python -m module args…`` with the interpreter running us; in a frozen app (PyInstaller),
+    the app's own binary with ``--run-child module args…`` (see :func:`run_child_if_asked`)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, RUN_CHILD, module, *args]
     return [sys.executable, "-m", module, *args]
+
+
+def run_child_if_asked(argv: list[str]) -> bool:
+    """In the app's entry point: when started as a child (``--run-child module args…``), run that
+    module as ``__main__`` with its own arguments and return True. Only our own modules qualify."""
+    if len(argv) < 3 or argv[1] != RUN_CHILD or not argv[2].startswith("desktop_app."):
+        return False
+    import runpy
+
+    sys.argv = [argv[2], *argv[3:]]
+    runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    return True
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -192,8 +192,11 @@ def test_this_machine_is_reported_truthfully():
     else:
         for feature in hw.cpu.features:
             assert f"{feature} = 1" in ll.system_info
-    # this build has no GPU backend library, so it must not claim offload
-    assert ll.gpu_offload_supported == any(b != "CPU" for b in ll.backends)
+    # offload is claimed for a GPU backend only (a portable build's RPC backend is not one, though
+    # llama.cpp's llama_supports_gpu_offload() says yes for it)
+    from desktop_app.core.hardware.llama_build import GPU_BACKENDS
+
+    assert ll.gpu_offload_supported == any(b in GPU_BACKENDS for b in ll.backends)
 
 
 def test_detect_with_injected_probes_merges_everything(tmp_path):

@@ -136,7 +136,9 @@ def probe_llama_cpp(gpus: list[GpuInfo], *, system: str, run_probe: bool = True,
         try:
             result = _run_probe(lib_dir)
             devices = [LlamaDevice(**d) for d in result["devices"]]
-            offload = bool(result["gpu_offload_supported"])
+            # llama.cpp also says yes for a build with only the RPC backend (remote devices): the
+            # app's claim is about this machine's GPUs, so a GPU backend must be there too
+            offload = bool(result["gpu_offload_supported"]) and offload
             system_info = result["system_info"]
         except ProbeError as exc:
             error = str(exc)
