@@ -85,3 +85,18 @@ def test_the_frozen_build_description_ships_everything_loaded_at_run_time():
     assert {"icons/quantdesk.svg", "compare/prompts", "calibration/calibration.txt"} <= named
     missing = [n for n in named if not (root / "resources" / n).exists()]
     assert not missing, missing
+
+
+def test_the_packaging_scripts_parse():
+    """build.sh, build_llama.sh, smoke.sh and the tarball's install.sh: valid bash, executable (they
+    are too long to run in CI: the closing note says what they produced)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "packaging"
+    for name in ("build.sh", "build_llama.sh", "smoke.sh", "tarball-install.sh", "install.sh"):
+        script = folder / name
+        assert os.access(script, os.X_OK) or name == "install.sh", name
+        check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert check.returncode == 0, f"{name}: {check.stderr}"
