@@ -16,6 +16,9 @@ import sys
 # does not have them installed (dpkg -S cannot map what is not there)
 KNOWN = {"libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
          "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0"}  # fmt: skip
+# libraries only llama.cpp's GPU plug-ins link to: without them the plug-in does not load and the CPU
+# is used (the Hardware page says so), so they are Recommends, not Depends
+OPTIONAL = {"libvulkan1"}
 # plugins for things QuantDesk never loads (SQL drivers, other platforms); their missing libraries
 # are not dependencies
 UNUSED = re.compile(
@@ -82,7 +85,7 @@ def main() -> int:
         print(f"deb_depends: {s} is needed but not installed here, and not mapped", file=sys.stderr)
     for p in sorted(unmapped):
         print(f"deb_depends: no package owns {p}", file=sys.stderr)
-    print(", ".join(sorted(found)))
+    print(", ".join(sorted(found - OPTIONAL)))
     return 1 if (missing - set(KNOWN)) or unmapped else 0
 
 

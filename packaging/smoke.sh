@@ -51,6 +51,21 @@ run_app() {  # $1: the quantdesk command inside the root; $2: a label for the sc
 
 mkdir -p "$out"
 run_app /usr/bin/quantdesk deb
+if [ "${SMOKE_VULKAN:-0}" = 1 ]; then
+    # Mesa's lavapipe: a Vulkan device on the CPU, enough to prove the bundled Vulkan backend offloads
+    # (llama.cpp skips CPU-type Vulkan devices unless GGML_VK_VISIBLE_DEVICES names them)
+    step "deb: offload to a Vulkan device (lavapipe)"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        mesa-vulkan-drivers libvulkan1 >/dev/null
+    in_root env GGML_VK_VISIBLE_DEVICES=0 quantdesk hardware --json > "$out/deb-hardware-vulkan.json"
+    tr -d ' \n' < "$out/deb-hardware-vulkan.json" | grep -o '"backends":\[[^]]*\]'
+    tr -d ' \n' < "$out/deb-hardware-vulkan.json" | grep -q '"name":"Vulkan0"' || { echo "FAIL: no Vulkan device" >&2; exit 1; }
+    starter="$(in_root quantdesk models --json | grep -o '"path": "[^"]*\.gguf"' | head -1 | cut -d'"' -f4)"
+    in_root env GGML_VK_VISIBLE_DEVICES=0 quantdesk chat "$starter" --prompt "Say hello." --temperature 0 \
+        --gpu-layers 99 --json > "$out/deb-chat-vulkan.json"
+    grep -o '"n_gpu_layers": [0-9]*' "$out/deb-chat-vulkan.json"
+    grep -q '"n_gpu_layers": [1-9]' "$out/deb-chat-vulkan.json" || { echo "FAIL: nothing offloaded" >&2; exit 1; }
+fi
 step "the tarball, from its own folder"
 tar -C "$root/opt" -xzf "$tarball"
 run_app "/opt/quantdesk-$version/quantdesk" tarball
