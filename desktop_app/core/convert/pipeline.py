@@ -211,9 +211,11 @@ def run(req: ConvertRequest, *, progress: Callable[[JobProgress], None] | None =
         float_path = outdir / f"{name}-{req.outtype.upper()}.gguf"
         if final_path is not None:
             float_path = final_path if not req.quant else final_path.with_name(f"{final_path.stem}.{req.outtype}.gguf")
-        convert(source, float_path, req.outtype, progress=lambda p: report(_from_convert(p)), cancel=stop,
-                name=model_name)  # fmt: skip
+        done = convert(source, float_path, req.outtype, progress=lambda p: report(_from_convert(p)), cancel=stop,
+                       name=model_name)  # fmt: skip
         outtype = req.outtype
+        if not req.quant:  # convert() hashed it while it was fresh: no second read of the file
+            return JobResult(done.path, done.bytes, done.sha256, outtype, None, time.monotonic() - started, None)
     else:
         float_path, outtype = Path(source), _float_type_of(source)
     if not req.quant:
