@@ -184,3 +184,30 @@ def test_each_token_is_detokenized_once_however_long_the_answer(plain, monkeypat
     text = "".join(stream_answer(plain, chat_request(plain, ask, temperature=0.0, max_tokens=200), progress))
     assert text and progress.completion_tokens > 50
     assert set(lengths) == {1} and len(lengths) == progress.completion_tokens
+
+
+def test_a_follow_up_reuses_the_answer_already_decoded_and_still_equals_llama_cpp_python(engine, plain):
+    """Our token loop keeps llama-cpp-python's record of what is in the KV cache (the answer's
+    tokens included): the next turn starts from that prefix and must answer as a fresh model does."""
+    ask = [{"role": "user", "content": "Name three colors."}]
+    first, _ = _answer(engine, ask, Sampling(temperature=0.0, max_tokens=40))
+    follow = [*ask, {"role": "assistant", "content": first}, {"role": "user", "content": "And three animals?"}]
+    text, done = _answer(engine, follow, Sampling(temperature=0.0, max_tokens=40))
+    plain.reset()
+    ref, ref_n, _ = _reference(plain, follow, temperature=0.0, max_tokens=40)
+    assert text == ref and done["completion_tokens"] == ref_n
+
+
+def test_the_kv_record_after_an_answer_is_the_prompt_and_the_answer(plain):
+    """What the next turn's prefix reuse compares against: every token decoded, in order."""
+    from desktop_app.core.engine.generate import Progress, chat_request, stream_answer
+
+    request = chat_request(plain, ASK, temperature=0.0, max_tokens=20)
+    progress = Progress()
+    text = "".join(stream_answer(plain, request, progress))
+    prompt = list(request["prompt"])
+    record = [int(t) for t in plain.input_ids[: plain.n_tokens]]
+    assert record[: len(prompt)] == prompt
+    answer = record[len(prompt) :]  # the token sampled last (here the end-of-turn token) is not decoded
+    assert progress.reason == "stop" and len(answer) == progress.completion_tokens
+    assert plain.detokenize(answer).decode("utf-8") == text and text

@@ -6,9 +6,10 @@ streaming): at token 1,000 of an answer that costs ~7 ms per token, at 5,000 ~35
 answer slows to a crawl and a 10,000-token one spends minutes on it. Here the model's chat handler
 still builds the prompt exactly as ``create_chat_completion`` does (the GGUF's template or a named
 format, its stop strings and stop tokens), by talking to a stand-in whose ``create_completion``
-only records what it was asked; the answer then comes from ``Llama.generate`` (the same sampler
-chain, seed and KV-prefix reuse) with each token's piece decoded once and stop strings matched on a
-bounded tail. The text is the same, token for token (tests hold it against create_chat_completion).
+only records what it was asked; the answer starts with ``Llama.generate`` (its sampler chain, seed
+and KV-prefix reuse) and goes on with llama.cpp's decode and that chain called directly, each
+token's piece decoded once and stop strings matched on a bounded tail. The text is the same, token
+for token (tests hold it against create_chat_completion).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def stream_answer(llm, request: dict, progress: Progress) -> Generator[str, None
     answer = bytearray()
     emitted = 0  # bytes of ``answer`` already given out
     progress.reason = "stop"  # generate() ends by itself only when a stopping criterion (a stop token) fires
-    tokens = llm.generate(prompt, **{arg: request.get(key, default) for arg, (key, default) in _GENERATE.items()})
+    tokens = _generate(llm, prompt, {arg: request.get(key, default) for arg, (key, default) in _GENERATE.items()})
     try:
         for token in tokens:
             if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -144,6 +145,51 @@ def stream_answer(llm, request: dict, progress: Progress) -> Generator[str, None
     text = decoder.decode(bytes(answer[emitted:]), final=True)
     if text:
         yield text
+
+
+def _generate(llm, prompt: list[int], kwargs: dict) -> Generator[int, None, None]:
+    """The tokens ``llm.generate(prompt, **kwargs)`` gives, with each token after the first costing
+    only llama.cpp's decode and the sampler chain.
+
+    ``Llama.generate`` itself does the first token: the KV-prefix reuse, the prompt's decode and
+    the sampler chain it builds from ``kwargs`` (left in ``llm._sampler``, having accepted that
+    token). After it, each token is one ``llama_decode`` of a one-token batch and one
+    ``llama_sampler_sample`` on the same chain, with ``llm.input_ids``/``n_tokens`` kept as
+    ``generate`` keeps them (the next turn reuses the prefix) and its stopping criteria checked as
+    it checks them. ``generate`` spends ~0.6 ms of Python per token beside the decode (a batch
+    refill loop, a KV-range removal, numpy views, keyword-argument plumbing through ``sample``):
+    with it the app generated 0.92x llama-bench's tg128 on the starter model, without it 0.98x
+    (tests/benchmarks/test_bench_runtime.py). What is left per token: ~0.14 ms in the sampler
+    chain (it fills a candidate array of the whole vocabulary) and ~0.1 ms of our own loop.
+    """
+    import llama_cpp
+
+    stopping = kwargs.get("stopping_criteria")
+    first = llm.generate(prompt, **kwargs)
+    try:
+        token = next(first)
+    except StopIteration:
+        return
+    finally:
+        first.close()
+    sampler, ctx, batch = llm._sampler.sampler, llm._ctx.ctx, llm._batch.batch
+    while True:
+        yield token
+        n = llm.n_tokens
+        batch.n_tokens = 1
+        batch.token[0] = token
+        batch.pos[0] = n
+        batch.seq_id[0][0] = 0
+        batch.n_seq_id[0] = 1
+        batch.logits[0] = True
+        code = llama_cpp.llama_decode(ctx, batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode returned {code}")
+        llm.input_ids[n] = token
+        llm.n_tokens = n + 1
+        token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
+        if stopping is not None and stopping(llm.input_ids[: n + 1], llm.scores[0, :]):
+            return
 
 
 def _held_back(answer: bytearray, stops: list[bytes], longest: int) -> int:
