@@ -211,3 +211,25 @@ def test_the_kv_record_after_an_answer_is_the_prompt_and_the_answer(plain):
     answer = record[len(prompt) :]  # the token sampled last (here the end-of-turn token) is not decoded
     assert progress.reason == "stop" and len(answer) == progress.completion_tokens
     assert plain.detokenize(answer).decode("utf-8") == text and text
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_plain_greedy_picks_by_argmax_and_equals_the_sampler_chain(plain, monkeypatch, mode):
+    """Greedy without penalties skips the chain's whole-vocabulary candidate array after the first
+    token; every other mode samples through the chain. Both give create_chat_completion's text."""
+    import llama_cpp
+
+    from desktop_app.core.engine.generate import Progress, chat_request, stream_answer
+
+    ask = [{"role": "user", "content": "Count to 30."}]
+    plain.reset()
+    ref, ref_n, _ = _reference(plain, ask, **MODES[mode])
+    calls = []
+    real = llama_cpp.llama_sampler_sample
+    monkeypatch.setattr(llama_cpp, "llama_sampler_sample", lambda *a: calls.append(1) or real(*a))
+    progress = Progress()
+    plain.reset()
+    text = "".join(stream_answer(plain, chat_request(plain, ask, **MODES[mode]), progress))
+    assert text == ref and progress.completion_tokens == ref_n
+    # (generate samples the first token through its own module's binding: not counted here)
+    assert len(calls) == 0 if mode == "greedy" else len(calls) >= ref_n - 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import inspect
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from desktop_app.core.engine.template_guard import bounded_rendering
@@ -159,8 +159,9 @@ def _generate(llm, prompt: list[int], kwargs: dict) -> Generator[int, None, None
     it checks them. ``generate`` spends ~0.6 ms of Python per token beside the decode (a batch
     refill loop, a KV-range removal, numpy views, keyword-argument plumbing through ``sample``):
     with it the app generated 0.92x llama-bench's tg128 on the starter model, without it 0.98x
-    (tests/benchmarks/test_bench_runtime.py). What is left per token: ~0.14 ms in the sampler
-    chain (it fills a candidate array of the whole vocabulary) and ~0.1 ms of our own loop.
+    (tests/benchmarks/test_bench_runtime.py). What is left per token: ~0.1 ms of our own loop,
+    and the sampler: ~0.14 ms for the chain (it fills a candidate array of the whole vocabulary),
+    except for plain greedy decoding, where the same pick is an argmax over the logits (~0.02 ms).
     """
     import llama_cpp
 
@@ -173,6 +174,7 @@ def _generate(llm, prompt: list[int], kwargs: dict) -> Generator[int, None, None
     finally:
         first.close()
     sampler, ctx, batch = llm._sampler.sampler, llm._ctx.ctx, llm._batch.batch
+    pick = _greedy_pick(llm) if _plain_greedy(kwargs) else lambda: llama_cpp.llama_sampler_sample(sampler, ctx, -1)
     while True:
         yield token
         n = llm.n_tokens
@@ -187,9 +189,44 @@ def _generate(llm, prompt: list[int], kwargs: dict) -> Generator[int, None, None
             raise RuntimeError(f"llama_decode returned {code}")
         llm.input_ids[n] = token
         llm.n_tokens = n + 1
-        token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
+        token = pick()
         if stopping is not None and stopping(llm.input_ids[: n + 1], llm.scores[0, :]):
             return
+
+
+def _plain_greedy(kwargs: dict) -> bool:
+    """Whether ``generate``'s chain for these arguments picks the most likely token and nothing
+    else: temperature 0 (its greedy sampler) behind a penalty sampler that is off (llama.cpp's
+    ``is_disabled``), with no grammar and no logits processor."""
+    return (
+        kwargs.get("temp") == 0.0
+        and kwargs.get("repeat_penalty") == 1.0
+        and kwargs.get("frequency_penalty") == 0.0
+        and kwargs.get("presence_penalty") == 0.0
+        and kwargs.get("grammar") is None
+        and kwargs.get("logits_processor") is None
+    )
+
+
+def _greedy_pick(llm) -> Callable[[], int]:
+    """The token llama.cpp's greedy sampler would pick from the last logits: the first of the
+    highest (its ``>`` scan; numpy's argmax also returns the first), read in place."""
+    import ctypes
+
+    import llama_cpp
+    import numpy as np
+
+    ctx, n_vocab = llm._ctx.ctx, llm.n_vocab()
+    views: dict[int, np.ndarray] = {}  # the logits buffer moves only when llama.cpp reallocates it
+
+    def pick() -> int:
+        address = ctypes.addressof(llama_cpp.llama_get_logits_ith(ctx, -1).contents)
+        view = views.get(address)
+        if view is None:
+            view = views[address] = np.frombuffer((ctypes.c_float * n_vocab).from_address(address), np.float32)
+        return int(view.argmax())
+
+    return pick
 
 
 def _held_back(answer: bytearray, stops: list[bytes], longest: int) -> int:
