@@ -73,6 +73,8 @@ def cmd_hardware(args: argparse.Namespace) -> int:
                      if rt.checked_tokens_per_s else "")  # fmt: skip
             print(f"           runtime: {rt.label}, {rt.threads} threads ({rt.threads_basis}){speed}")
             print(f"           {rt.reason}")
+            if rt.busy_note:
+                print(f"           ({rt.busy_note}: run `quantdesk hardware --recheck` when the computer is idle)")
     if ll.error and not (ll.runtime is not None and ll.error == ll.runtime.reason):
         print(f"           problem: {ll.error}")
     if ll.gpu_build_command:

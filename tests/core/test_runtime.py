@@ -95,6 +95,21 @@ def test_the_check_runs_once_and_is_remembered(fresh_runtime, monkeypatch):
     selfcheck._memo.clear()  # a new process: only the file remembers
     again = ensure_runtime()
     assert again.remembered and again.configuration == first.configuration and again.key == first.key
+    assert first.busy_percent is not None and 0.0 <= first.busy_percent <= 100.0
+    assert again.busy_percent == first.busy_percent  # remembered with the speeds it qualifies
+
+
+def test_a_remembered_check_from_before_the_busy_figure_still_loads():
+    """A result remembered by an earlier QuantDesk has no ``busy_percent``: it loads, and no note."""
+    old = selfcheck.RuntimeChoice(configuration="default", reason="r", works=True, repack=True, cpu_variant="",
+                                  threads=2, threads_basis="physical cores", checked_tokens_per_s=9.0,
+                                  checked_prompt_tokens_per_s=90.0, check_model="m", check_s=1.0,
+                                  checked_at=0.0)  # fmt: skip
+    data = old.to_dict()
+    del data["busy_percent"]
+    back = selfcheck.RuntimeChoice.from_dict(data)
+    assert back.busy_percent is None and back.busy_note == ""
+    assert "70 % of the CPU" in selfcheck.RuntimeChoice.from_dict({**data, "busy_percent": 70.0}).busy_note
 
 
 def test_a_new_build_or_cpu_is_checked_again(fresh_runtime, monkeypatch):

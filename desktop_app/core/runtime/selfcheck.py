@@ -58,6 +58,9 @@ class Attempt:
         return not self.ok and self.exitcode is not None and (self.exitcode < 0 or self.exitcode >= 0xC0000000)
 
 
+BUSY_NOTE_PERCENT = 25.0  # other programs' share of the CPU above which the check's speeds are too low
+
+
 @dataclass
 class RuntimeChoice:
     """What the check chose, why, and how fast it ran. ``to_dict`` is ``llama_cpp.runtime`` in the
@@ -79,6 +82,9 @@ class RuntimeChoice:
     key: str = ""
     remembered: bool = False  # from an earlier check of this build on this CPU
     default_threads: int = 0
+    # % of the CPU other programs used just before the check: its speeds (and the "% slower") are
+    # low when this is high (a first start right after a build, say); None: not measured
+    busy_percent: float | None = None
 
     @property
     def config(self) -> RuntimeConfig:
@@ -87,6 +93,13 @@ class RuntimeChoice:
     @property
     def label(self) -> str:
         return self.config.label
+
+    @property
+    def busy_note(self) -> str:
+        """A warning when other programs kept the CPU busy as the check ran (its figures may be low)."""
+        if self.busy_percent is None or self.busy_percent < BUSY_NOTE_PERCENT:
+            return ""
+        return f"measured while other programs used {self.busy_percent:.0f} % of the CPU, so these figures may be low"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -374,6 +387,7 @@ def _check(key: str, version: str, cpu_features: list[str]) -> RuntimeChoice:
             works=True, repack=True, cpu_variant="", threads=0, threads_basis="", checked_tokens_per_s=None,
             checked_prompt_tokens_per_s=None, check_model="", check_s=0.0, checked_at=time.time(), key=key,
         )  # fmt: skip
+    busy = cpu_busy_percent()
     chosen, attempts, seconds = run_check(models)
     final = chosen or ladder([])[-1]
     ok = attempts[-1] if chosen is not None else None
@@ -392,7 +406,19 @@ def _check(key: str, version: str, cpu_features: list[str]) -> RuntimeChoice:
         checked_at=time.time(),
         attempts=attempts,
         key=key,
+        busy_percent=busy,
     )
+
+
+def cpu_busy_percent(window_s: float = 0.1) -> float | None:
+    """How much of the CPU (all cores, %) is in use over a short window: before the check, that is
+    other programs. None where psutil cannot tell."""
+    try:
+        import psutil
+
+        return float(psutil.cpu_percent(interval=window_s))
+    except Exception:  # noqa: BLE001 (a sandbox without /proc/stat: the figure is only a hint)
+        return None
 
 
 def llama_child_env(**extra: str) -> dict[str, str]:
