@@ -69,7 +69,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
             print(f"           device {d.name}: {d.description} ({d.type})")
         rt = ll.runtime
         if rt is not None:
-            speed = (f", checked at {rt.checked_tokens_per_s:.1f} tokens/s on {rt.check_model}"
+            speed = (f", checked at {rt.checked_tokens_per_s:.1f} tokens/s on the CPU with {rt.check_model}"
                      if rt.checked_tokens_per_s else "")  # fmt: skip
             print(f"           runtime: {rt.label}, {rt.threads} threads ({rt.threads_basis}){speed}")
             print(f"           {rt.reason}")

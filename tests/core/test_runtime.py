@@ -112,6 +112,29 @@ def test_a_remembered_check_from_before_the_busy_figure_still_loads():
     assert "70 % of the CPU" in selfcheck.RuntimeChoice.from_dict({**data, "busy_percent": 70.0}).busy_note
 
 
+def test_the_check_loads_on_the_cpu_alone_even_where_llama_cpp_sees_a_gpu(monkeypatch):
+    """With a GPU in its device list llama.cpp neither repacks weights nor runs large batches on the CPU,
+    so the kernels that fault would go untested; the check hands llama.cpp an empty device list."""
+    import ctypes
+
+    import llama_cpp
+
+    from desktop_app.core.runtime import _check_child
+
+    seen = {}
+
+    def load(path, params):
+        seen["devices"] = params.devices
+        seen["first"] = ctypes.c_void_p.from_address(params.devices).value if params.devices else "unread"
+        seen["layers"] = params.n_gpu_layers
+        return None  # stop there: a load that fails is reported, not crashed on
+
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", load)
+    error = _check_child._run_one(llama_cpp, "/x/model.gguf", 0, 8, 4, {}, ["no such file"], lambda *a: None)
+    assert error.startswith("llama.cpp could not load model.gguf")
+    assert seen["devices"] and seen["first"] is None and seen["layers"] == 0  # a list with only its NULL end
+
+
 def test_a_new_build_or_cpu_is_checked_again(fresh_runtime, monkeypatch):
     first = ensure_runtime()
     calls = []

@@ -5,12 +5,17 @@
 The configuration comes in the environment (see ``config.RUNTIME_ENV``). For each model,
 generation is timed first, one token per decode as ``llama-bench``'s tg test does, then one prompt
 batch as its pp test does: a CPU that faults only on larger batches (AMX) has then already
-reported its generation speed. Each step goes to stdout as a JSON line the moment it is done, so a
-crash loses nothing measured; the parent reads the speeds of the first model.
+reported its generation speed. The models load on the CPU alone, even where llama.cpp sees a GPU: with a
+GPU in its device list llama.cpp keeps weights in the GPU's host buffer instead of repacking them and
+sends large batches to the GPU, so the CPU kernels that fault would go untested, and a result found
+that way would crash the day the GPU is gone (unplugged, hidden by CUDA_VISIBLE_DEVICES). Each step
+goes to stdout as a JSON line the moment it is done, so a crash loses nothing measured; the parent
+reads the speeds of the first model.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -65,6 +70,8 @@ def _run_one(llama_cpp, path: str, index: int, n_prompt: int, n_gen: int, thread
     t0 = time.perf_counter()
     mp = llama_cpp.llama_model_default_params()
     mp.n_gpu_layers = 0
+    no_gpus = (ctypes.c_void_p * 1)()  # a device list holding only its NULL end: the CPU alone
+    mp.devices = ctypes.addressof(no_gpus)
     model = llama_cpp.llama_model_load_from_file(path.encode(), mp)
     if not model:
         return f"llama.cpp could not load {os.path.basename(path)}: {_reason(log)}"

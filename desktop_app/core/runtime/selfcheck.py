@@ -28,7 +28,7 @@ from desktop_app.core.runtime.threads import default_threads
 
 log = logging.getLogger(__name__)
 
-CHECK_VERSION = 1  # bump when the check or the ladder changes: remembered results are then checked again
+CHECK_VERSION = 2  # bump when the check or the ladder changes: remembered results are then checked again
 ATTEMPT_TIMEOUT_S = 60
 CHECK_PROMPT_TOKENS = 64
 CHECK_GEN_TOKENS = 32

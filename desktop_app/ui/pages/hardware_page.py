@@ -219,6 +219,6 @@ def runtime_rows(rt: RuntimeChoice | None) -> list[tuple[str, str]]:
     if rt.checked_tokens_per_s:
         busy = f"; {rt.busy_note}: press Detect again when the computer is idle" if rt.busy_note else ""
         rows.append(("Checked speed", f"{rt.checked_tokens_per_s:.1f} tokens/s generating, "
-                     f"{rt.checked_prompt_tokens_per_s or 0:.0f} tokens/s reading a prompt, on {rt.check_model} "
-                     f"({when}){busy}"))  # fmt: skip
+                     f"{rt.checked_prompt_tokens_per_s or 0:.0f} tokens/s reading a prompt, "
+                     f"on the CPU with {rt.check_model} ({when}){busy}"))  # fmt: skip
     return rows
