@@ -28,6 +28,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from desktop_app.core.compare import CompareCancelled, CompareError, run_comparison
     from desktop_app.core.compare.report import band, to_html, to_json
     from desktop_app.core.errors import QuantDeskError
+    from desktop_app.core.paths import write_text_atomic
 
     def progress(p) -> None:
         running = p.running
@@ -47,9 +48,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (CompareError, QuantDeskError) as exc:
         print(f"quantdesk: {exc}", file=sys.stderr)
         return 2
+    report_failed = False
     if args.report:
-        Path(args.report).write_text(to_html(comparison), encoding="utf-8")
-        print(f"Report written to {args.report}", file=sys.stderr)
+        try:
+            write_text_atomic(args.report, to_html(comparison))
+            print(f"Report written to {args.report}", file=sys.stderr)
+        except OSError as exc:  # the comparison still prints below: an hour of measuring is not lost
+            print(f"quantdesk: could not write the report {args.report}: {exc}", file=sys.stderr)
+            report_failed = True
     data = to_json(comparison)
     if args.json:
         emit(data)
@@ -68,4 +74,4 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"{m['prompt_tokens_per_s']:.0f}/{m['gen_tokens_per_s']:.1f} tok/s prompt/gen — {band(m['kld_mean'])}"
                   + (" (partial)" if m["partial"] else ""))  # fmt: skip
     failed = [m for m in data["models"] if m["error"]]
-    return 1 if failed else 0
+    return 1 if failed or report_failed else 0

@@ -97,3 +97,20 @@ def hf_hub_cache_dir() -> str:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         home = os.path.join(xdg, "huggingface")
     return os.path.join(os.path.expanduser(home), "hub")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` beside ``path`` first, then put it in place: whoever opens ``path`` sees the
+    old file or the whole new one, never half of one, and a full disk leaves the old file as it was.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full (the partial file is removed).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -163,5 +163,9 @@ def test_cli_compare_json_and_report(starter_path, tmp_path):
             "prompt_tokens_per_s", "gen_tokens_per_s"}  # fmt: skip
     assert all(keys <= m.keys() for m in data["models"]) and data["n_ctx"] == 128 and data["chunks"] == 2
     assert 0 <= data["models"][1]["same_top_p"] <= 1 and report.read_text().startswith("<!doctype html>")
+    nowhere = quantdesk("compare", starter_path, starter_path, "--ctx", "128", "--chunks", "1", "--json",
+                        "--report", str(tmp_path / "no-folder" / "r.html"))  # fmt: skip
+    assert nowhere.returncode == 1 and "could not write the report" in nowhere.stderr
+    assert json.loads(nowhere.stdout)["chunks"] == 1  # the measurement is still printed
     bad = quantdesk("compare", starter_path, str(tmp_path / "nope.gguf"))
     assert bad.returncode == 2 and "no such file" in bad.stderr

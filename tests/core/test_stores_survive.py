@@ -145,3 +145,29 @@ def test_folders_that_cannot_be_created_are_said_not_raised(tmp_path, monkeypatc
 
 def test_sqlite_error_types_are_what_we_catch():
     assert issubclass(sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+# -- exported reports ---------------------------------------------------------------------------------
+def test_a_report_is_replaced_whole_or_kept_when_the_disk_is_full(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from desktop_app.core.paths import write_text_atomic
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    report = folder / "report.html"
+    write_text_atomic(report, "first")
+    write_text_atomic(report, "second")
+    assert report.read_text() == "second" and [p.name for p in folder.iterdir()] == ["report.html"]
+
+    real = Path.write_text
+
+    def full_disk(self, data, *a, **k):
+        real(self, data[:3], *a, **k)  # part of it reached the disk, then it was full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_text_atomic(report, "third, longer")
+    assert report.read_text() == "second" and [p.name for p in folder.iterdir()] == ["report.html"]

@@ -26,6 +26,7 @@ from desktop_app.core.compare.report import to_html, to_json
 from desktop_app.core.compare.runner import REFERENCE_GRADE
 from desktop_app.core.kinds import ModelKind
 from desktop_app.core.memory import Machine
+from desktop_app.core.paths import write_text_atomic
 from desktop_app.core.units import format_bytes
 from desktop_app.ui import work
 from desktop_app.ui.context import AppContext
@@ -343,7 +344,7 @@ class ComparePage(QWidget):
         text = to_html(c, extras) if kind == "html" else json.dumps(to_json(c, extras), indent=2)
 
         def write() -> str:
-            Path(path).write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)  # an existing report is replaced whole, or kept on a full disk
             return path
 
         self.ctx.run_io(write, owner=self, on_result=lambda _p: self.ctx.notify(f"Saved {Path(path).name}."),
