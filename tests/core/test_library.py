@@ -177,6 +177,33 @@ def test_cache_skips_unchanged_files_and_rereads_changed_ones(tmp_path):
     assert changed.parsed == 1 and changed.models[0].info.n_layers == 3
 
 
+def test_the_cached_list_leaves_out_files_that_are_gone(tmp_path):
+    # A model deleted, or a starter in a venv that was removed, between two runs: the instant list
+    # shown before the fresh scan must not offer it (opening it would fail with a wrong message).
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    kept = write_gguf(lib / "kept.gguf", n_layers=1)
+    gone = write_gguf(lib / "gone.gguf", n_layers=1)
+    s = Settings(model_folders=[str(lib)], include_hf_cache=False)
+    cache_file = tmp_path / "cache.json"
+    run(s, LibraryCache.load(cache_file))
+    assert sorted(e.id for e in LibraryCache.load(cache_file).last_entries()) == sorted([str(kept), str(gone)])
+    gone.unlink()
+    assert [e.id for e in LibraryCache.load(cache_file).last_entries()] == [str(kept)]
+
+
+def test_a_model_file_that_is_gone_is_named_as_moved_or_deleted_not_as_a_missing_part(tmp_path):
+    from desktop_app.core.gguf import read_model_headers
+
+    with pytest.raises(FileNotFoundError) as single:
+        read_model_headers(tmp_path / "m.gguf")
+    assert "m.gguf is no longer in" in str(single.value) and "moved or deleted" in str(single.value)
+    assert "split" not in str(single.value)
+    write_gguf(tmp_path / "s-00001-of-00002.gguf", n_layers=1)
+    with pytest.raises(FileNotFoundError, match=r"Part s-00002-of-00002\.gguf of this split model is missing"):
+        read_model_headers(tmp_path / "s-00001-of-00002.gguf")
+
+
 def test_damaged_cache_file_is_ignored(tmp_path):
     cache_file = tmp_path / "cache.json"
     cache_file.write_text("{not json")

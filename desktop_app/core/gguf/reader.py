@@ -550,8 +550,14 @@ def read_model_headers(path: str | os.PathLike[str]) -> list[GGUFHeader]:
     """
     parts = part_names(os.fspath(path))
     for p in parts:
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"Part {os.path.basename(p)} of this split model is missing.")
+        if os.path.exists(p):
+            continue
+        if len(parts) == 1:
+            raise FileNotFoundError(
+                f"{os.path.basename(p)} is no longer in {os.path.dirname(p) or '.'}: it was moved or deleted. "
+                "Press Rescan on the Models page, or add the folder it is in now."
+            )
+        raise FileNotFoundError(f"Part {os.path.basename(p)} of this split model is missing.")
     return [read_gguf_header(p) for p in parts]
 
 

@@ -71,15 +71,19 @@ class LibraryCache:
             self._dirty = True
 
     def last_entries(self) -> list:
-        """The previous scan's entries, straight from the cache (no disk access beyond the file)."""
+        """The previous scan's entries, straight from the cache: no header is read, but a file that
+        is no longer there (moved, deleted, or in a venv that was removed) is left out, so nothing
+        offers or opens it before the fresh scan ends."""
         out = []
         for key in self._last:
             item = self._entries.get(key)
             if item:
                 try:
-                    out.append(LibraryEntry.from_dict(item["entry"]))
+                    entry = LibraryEntry.from_dict(item["entry"])
                 except (KeyError, TypeError):
                     continue
+                if all(os.path.isfile(p) for p in entry.paths):
+                    out.append(entry)
         return out
 
     def save(self) -> None:
