@@ -234,3 +234,45 @@ def test_load_settings_reach_llama_cpp(make_window, qtbot):
     kv = parse_llama_log(blocker.args[0]["log"]).kv_cache_bytes  # logged in MiB with two decimals
     assert abs(kv - 1024 * 30 * 192 * 2 * 34 // 32) < 0.01 * 1024 * 1024
     assert "1,024 context" in page.model_bar.status.text()
+
+
+def test_a_streaming_answer_redraws_only_itself_and_looks_as_if_drawn_whole(qtbot, monkeypatch):
+    """While an answer streams, the transcript re-parses only the last message (a long chat must
+    not take llama.cpp's CPU every frame), and the page looks pixel for pixel as a full render."""
+    from desktop_app.core.chat.store import Conversation, Message
+    from desktop_app.ui.pages.chat import transcript as tr
+
+    answer = "Some words.\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n1. one\n2. two\n\n# A heading\n"
+    msgs = []
+    for _ in range(5):
+        msgs += [Message(role="user", variants=["Go on."]), Message(role="assistant", variants=[answer])]
+    msgs += [Message(role="user", variants=["Last one."]), Message(role="assistant", variants=[""])]
+    conv = Conversation(id=1, title="t", messages=msgs)
+    streamed, whole = tr.Transcript(), tr.Transcript()
+    for view in (streamed, whole):
+        view.resize(480, 2400)
+        qtbot.addWidget(view)
+        view.show()
+    streamed.show_conversation(conv)
+    rendered, reset = [], []
+    real = tr.Transcript._message_html
+    counting = staticmethod(lambda i, m, bg: rendered.append(i) or real(i, m, bg))
+    monkeypatch.setattr(tr.Transcript, "_message_html", counting)
+    monkeypatch.setattr(streamed, "setHtml", lambda html: reset.append(html))  # the whole page set again
+    for n in (3, 25, 40, len(answer)):
+        msgs[-1].variants[0] = answer[:n]
+        streamed.show_conversation(conv)
+        counted = len(rendered)
+        bg = whole.palette().alternateBase().color().name()
+        whole.setHtml("".join(tr.Transcript._message_html(i, m, bg) for i, m in enumerate(msgs)))  # all at once
+        whole.verticalScrollBar().setValue(whole.verticalScrollBar().maximum())
+        del rendered[counted:]
+        assert streamed.toPlainText() == whole.toPlainText()
+        assert streamed.grab().toImage() == whole.grab().toImage(), f"after {n} characters"
+    assert set(rendered) == {len(msgs) - 1} and not reset, "only the streaming message is drawn again"
+    monkeypatch.undo()
+    msgs[1].variants.append("Another answer.")  # a change above the last message: all of it again
+    msgs[1].chosen = 1
+    streamed.show_conversation(conv)
+    assert "Another answer." in streamed.toPlainText() and "2/2" in streamed.toPlainText()
+

@@ -6,7 +6,7 @@ import html
 import re
 
 from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextCursor, QTextDocument, QTextDocumentFragment
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from desktop_app.core.chat.store import Conversation
@@ -56,28 +56,74 @@ class Transcript(QTextBrowser):
         self.setPlaceholderText("Pick a model, load it, and say hello.")
         self.anchorClicked.connect(self.follow)
         self._conv: Conversation | None = None
+        self._parts: dict[tuple, str] = {}  # each message's HTML, by what it shows
+        self._head: list[str] | None = None  # the HTML of every message but the last, as shown
+        self._tail_at: int | None = None  # where the last message starts in the document
 
     def show_conversation(self, conv: Conversation | None) -> None:
+        """Show ``conv``. While an answer streams only its last message changes: then only that
+        message is parsed, laid out and painted again. Re-rendering the whole conversation every
+        frame cost 7 ms at one turn and 47 ms at forty, taken from llama.cpp's threads on a
+        2-core machine (the answer streamed about 10 % slower in the window than without it)."""
         self._conv = conv
         if conv is None or not conv.messages:
+            self._head, self._tail_at = None, None
             self.setHtml("")
             return
         code_bg = self.palette().alternateBase().color().name()
+        cache: dict[tuple, str] = {}
         parts = []
         for i, m in enumerate(conv.messages):
-            who = "You" if m.role == "user" else "Assistant"
-            links = ""
-            if m.role == "user":
-                links = f' &nbsp; <a href="edit:{i}">Edit</a>'
-            elif len(m.variants) > 1:
-                links = (f' &nbsp; <a href="prev:{i}">◀</a> {m.chosen + 1}/{len(m.variants)} '
-                         f'<a href="next:{i}">▶</a>')  # fmt: skip
-            body = render_markdown(m.content, i, code_bg) if m.content else "<p><i>…</i></p>"
-            foot = _footer(m.stat) if m.role == "assistant" else ""
-            parts.append(f"<h4>{who}{links}</h4>{body}{foot}<hr/>")
-        self.setHtml("".join(parts))
+            key = (i, m.role, m.content, m.chosen, len(m.variants), repr(m.stat), code_bg)
+            parts.append(cache.setdefault(key, self._parts.get(key) or self._message_html(i, m, code_bg)))
+        self._parts = cache
+        head, tail = parts[:-1], parts[-1]
+        if not head:
+            self._head, self._tail_at = None, None
+            self.setHtml(tail)
+        elif head == self._head and self._tail_at is not None:
+            self._put_tail(tail)
+        else:
+            self.setHtml("".join(head))
+            cursor = QTextCursor(self.document())
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertBlock()
+            self._head, self._tail_at = head, cursor.position()
+            self._put_tail(tail)
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+    @staticmethod
+    def _message_html(i: int, m, code_bg: str) -> str:
+        who = "You" if m.role == "user" else "Assistant"
+        links = ""
+        if m.role == "user":
+            links = f' &nbsp; <a href="edit:{i}">Edit</a>'
+        elif len(m.variants) > 1:
+            links = (f' &nbsp; <a href="prev:{i}">◀</a> {m.chosen + 1}/{len(m.variants)} '
+                     f'<a href="next:{i}">▶</a>')  # fmt: skip
+        body = render_markdown(m.content, i, code_bg) if m.content else "<p><i>…</i></p>"
+        foot = _footer(m.stat) if m.role == "assistant" else ""
+        return f"<h4>{who}{links}</h4>{body}{foot}<hr/>"
+
+    def _put_tail(self, tail: str) -> None:
+        """Replace everything from the last message's first block on with ``tail``, parsed on its own
+        and inserted as a fragment. The block it lands in takes the fragment's first block format
+        first (an insertion keeps the format of the block it lands in, which would lose the
+        heading's margin): the page then looks exactly as if set whole."""
+        part = QTextDocument()
+        part.setDefaultFont(self.document().defaultFont())
+        part.setHtml(tail)
+        first = part.firstBlock()
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        cursor.setPosition(self._tail_at)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        cursor.setBlockFormat(first.blockFormat())
+        cursor.setBlockCharFormat(first.charFormat())
+        cursor.insertFragment(QTextDocumentFragment(part))
+        cursor.endEditBlock()
 
     def follow(self, url: QUrl | str) -> None:
         """A link in the transcript: ``copy:<message>:<block>``, ``edit:<message>``, ``prev:``/``next:``."""
