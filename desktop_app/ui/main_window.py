@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
             self.sidebar.addItem(item)
             QShortcut(QKeySequence(f"Ctrl+{n}"), self, activated=lambda i=n - 1: self.show_page(i))
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.stack.currentChanged.connect(self._watch_memory)
 
     def _wire(self) -> None:
         """Connect the pages and the app context to the window."""
@@ -155,8 +156,13 @@ class MainWindow(QMainWindow):
         """Begin the background work: hardware detection, library scan, live memory readings."""
         self.ctx.detect_hardware()
         self.ctx.rescan()
+        self._watch_memory()
         self.monitor.start()
         self.downloads.start()
+
+    def _watch_memory(self, _index: int = -1) -> None:
+        """Live RAM readings only while the Hardware page shows them."""
+        self.monitor.set_wanted(self.stack.currentWidget() is self.hardware_page)
 
     def show_page(self, index: int) -> None:
         self.sidebar.setCurrentRow(index)

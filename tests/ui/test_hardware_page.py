@@ -29,11 +29,29 @@ def test_hardware_page_shows_this_machine(make_window, qtbot):
 
 def test_ram_is_live(make_window, qtbot):
     w = make_window()
+    w.show_page_key("hardware")
     w.hardware_page.mem_grid.set_value("Available now", "stale")
     with qtbot.waitSignal(w.monitor.memory, timeout=5000):
         pass
     qtbot.waitUntil(lambda: w.hardware_page.mem_grid.value("Available now") != "stale", timeout=3000)
     assert w.hardware_page.mem_grid.value("Available now").endswith("GiB")
+
+
+def test_ram_is_read_only_while_the_hardware_page_shows_it(make_window, qtbot):
+    # Each reading and repaint is CPU taken from llama.cpp's threads on a small machine.
+    w = make_window()
+    w.show_page_key("chat")
+    assert not w.monitor.wanted
+    readings = []
+    w.monitor.memory.connect(lambda *_: readings.append(1))
+    qtbot.wait(1300)  # a reading already under way when the page changed may still land
+    readings.clear()
+    qtbot.wait(2200)
+    assert readings == []
+    w.show_page_key("hardware")
+    assert w.monitor.wanted
+    with qtbot.waitSignal(w.monitor.memory, timeout=700):  # at once, not after the rest of a second
+        pass
 
 
 def qtbot_left():
