@@ -95,3 +95,37 @@ def test_event_loop_never_stalls_while_streaming(make_window, qtbot):
     print(f"\nevent loop while loading and streaming {page.conv.messages[-1].stat['completion_tokens']} tokens: "
           f"worst stall {worst:.0f} ms over {len(beat.gaps)} heartbeats (target < 50 ms)")  # fmt: skip
     assert worst < 50
+
+
+def test_speed_in_the_window_against_the_engine_alone(make_window, qtbot, starter_path):
+    """The window renders the answer as it streams; on a 2-core machine every millisecond it spends
+    is taken from llama.cpp's threads. Its tokens/s should stay close to the engine's alone.
+    Paired rounds (engine alone, then the window) so that a machine whose speed drifts is fair to both."""
+    ask = "Write a long story about a lighthouse keeper."
+    greedy = Sampling(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0, max_tokens=256)
+    w = make_window()
+    page = w.chat_page
+    page.settings_panel.preset.setCurrentText("Precise")
+    page.settings_panel.max_tokens.setValue(256)
+
+    def in_window() -> float:
+        page.new_conversation()
+        page.input.setPlainText(ask)
+        with qtbot.waitSignal(page.answer_finished, timeout=120_000):
+            page.send()
+        return page.conv.messages[-1].stat["tokens_per_s"]
+
+    in_window()  # loads the model in the window's child
+    alone, windowed = [], []
+    with SyncEngine() as se:
+        se.load(starter_path, n_ctx=page.settings_panel.ctx_spin.value(), seed=1)
+        for _ in range(5):
+            done = [ev.data for ev in se.stream([{"role": "user", "content": ask}], greedy) if ev.kind == "done"][0]
+            alone.append(done["tokens_per_s"])
+            windowed.append(in_window())
+    ratio = statistics.median(windowed) / statistics.median(alone)
+    print(f"\ngeneration in the window {statistics.median(windowed):.1f} tokens/s vs the engine alone "
+          f"{statistics.median(alone):.1f} ({ratio:.3f}x), medians of 5 pairs; window "
+          f"{[round(x, 1) for x in windowed]}, alone {[round(x, 1) for x in alone]}; redrawn every "
+          f"{page._render_timer.interval()} ms at the end of the last answer")  # fmt: skip
+    assert ratio >= 0.95

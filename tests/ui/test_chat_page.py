@@ -276,3 +276,19 @@ def test_a_streaming_answer_redraws_only_itself_and_looks_as_if_drawn_whole(qtbo
     streamed.show_conversation(conv)
     assert "Another answer." in streamed.toPlainText() and "2/2" in streamed.toPlainText()
 
+
+def test_costly_redraws_come_less_often(make_window, monkeypatch):
+    """A redraw may take 5 % of a core while an answer streams: one that costs 10 ms waits 200 ms."""
+    import time
+
+    from desktop_app.ui.pages.chat import page as chat_page
+
+    page = make_window(start=False).chat_page
+    page.render()
+    assert page._render_timer.interval() == chat_page.RENDER_INTERVAL_MS  # an empty transcript is cheap
+    monkeypatch.setattr(page.transcript, "show_conversation", lambda conv: time.sleep(0.010))
+    page.render()
+    assert 200 <= page._render_timer.interval() <= 230
+    monkeypatch.setattr(page.transcript, "show_conversation", lambda conv: time.sleep(0.5))
+    page.render()
+    assert page._render_timer.interval() == chat_page.RENDER_MAX_INTERVAL_MS

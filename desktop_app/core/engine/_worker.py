@@ -23,7 +23,10 @@ from desktop_app.core.runtime.llama_setup import LlamaLoadError
 
 # Tokens streamed within this long of the last message go out together: on a small machine every
 # message wakes the app's process, which then competes with llama.cpp's threads for the cores.
-TOKEN_FLUSH_S = 0.015
+# The window draws at most every 50 ms (chat page RENDER_INTERVAL_MS), so more often buys nothing:
+# 15 ms cost the window's answers about 3 % of their speed on 2 cores (tests/benchmarks/test_bench_chat.py).
+# The first piece still goes out at once.
+TOKEN_FLUSH_S = 0.05
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
 
 

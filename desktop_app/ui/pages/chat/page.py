@@ -7,6 +7,8 @@ before loading it.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -32,7 +34,12 @@ from desktop_app.ui.pages.chat.model_bar import ModelBar
 from desktop_app.ui.pages.chat.settings_panel import ChatSettingsPanel
 from desktop_app.ui.pages.chat.transcript import Transcript
 
-RENDER_INTERVAL_MS = 50  # coalesce streamed tokens into one repaint
+RENDER_INTERVAL_MS = 50  # coalesce streamed tokens into one repaint: 20 a second at most
+RENDER_MAX_INTERVAL_MS = 250
+# While an answer streams, its redraws may take this share of one core and no more: on a small
+# machine the window's CPU is taken from llama.cpp's threads. A redraw that costs more (a long
+# answer full of markdown) makes the next one come later, up to RENDER_MAX_INTERVAL_MS.
+RENDER_CPU_SHARE = 0.05
 
 
 class _EnterToSend(QObject):
@@ -326,7 +333,11 @@ class ChatPage(QWidget):
 
     # -- view ----------------------------------------------------------------------------------
     def render(self) -> None:
+        started = time.perf_counter()
         self.transcript.show_conversation(self.session.conv)
+        cost_ms = (time.perf_counter() - started) * 1000
+        interval = min(RENDER_MAX_INTERVAL_MS, max(RENDER_INTERVAL_MS, cost_ms / RENDER_CPU_SHARE))
+        self._render_timer.setInterval(round(interval))
 
     def _update_gauge(self) -> None:
         n_ctx, used = self.session.n_ctx, self.session.tokens_used
