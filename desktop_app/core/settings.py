@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.paths import app_paths
+from desktop_app.core.paths import app_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -229,16 +229,10 @@ class SettingsStore:
         """
         from desktop_app.core.errors import SettingsError
 
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(asdict(settings), indent=2))
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise SettingsError(
                 f"Could not save settings to {self.path}: {exc.strerror or exc}. "
                 "Free some disk space or check the folder's permissions."

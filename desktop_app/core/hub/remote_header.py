@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from desktop_app.core.gguf import GGUFArray, GGUFHeader, NeedMoreBytes, TensorInfo, parse_gguf_header
 from desktop_app.core.gguf.split import is_first_part, part_names
 from desktop_app.core.hub.errors import HubError, HubFileNotFoundError, endpoint, translate_errors
-from desktop_app.core.paths import app_paths
+from desktop_app.core.paths import app_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK = 256 * 1024
@@ -114,9 +113,7 @@ def _read_cache(path: Path) -> GGUFHeader | None:
 def _write_cache(path: Path, header: GGUFHeader) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"cache_version": CACHE_VERSION, "header": header_to_json(header)}))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({"cache_version": CACHE_VERSION, "header": header_to_json(header)}))
     except OSError as exc:
         log.warning("could not cache a remote header: %s", exc)
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from desktop_app.core.library.entry import LibraryEntry
-from desktop_app.core.paths import app_paths
+from desktop_app.core.paths import app_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,11 @@ class LibraryCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(
-                json.dumps({"version": CACHE_VERSION, "entries": self._entries, "last": self._last}),
-                encoding="utf-8",
+            write_text_atomic(
+                self.path, json.dumps({"version": CACHE_VERSION, "entries": self._entries, "last": self._last})
             )
-            os.replace(tmp, self.path)
             self._dirty = False
         except OSError as exc:  # a cache that cannot be written only costs speed next time
             log.warning("could not write library cache %s: %s", self.path, exc)

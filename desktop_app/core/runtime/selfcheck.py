@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from desktop_app.core.child import child_command, child_env, describe_exit
+from desktop_app.core.paths import write_text_atomic
 from desktop_app.core.runtime.config import DEFAULT, RUNTIME_ENV, RuntimeConfig, ladder
 from desktop_app.core.runtime.threads import default_threads
 
@@ -335,17 +336,11 @@ def _load_remembered(path: Path, key: str) -> RuntimeChoice | None:
 
 
 def _remember(path: Path, choice: RuntimeChoice) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(choice.to_dict(), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(choice.to_dict(), indent=2))
     except OSError as exc:  # a full disk or a read-only cache: the check just runs again next time
         log.warning("could not remember the runtime check in %s: %s", path, exc)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def ensure_runtime(*, recheck: bool = False, cpu_features: list[str] | tuple[str, ...] | None = None,
